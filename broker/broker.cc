@@ -1,0 +1,249 @@
+#include "broker/broker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#if defined(__linux__)
+#include <sys/eventfd.h>
+#endif
+
+#include "broker/child_watcher.h"
+#include "latch/latch.h"
+
+namespace spindle {
+
+Broker::Broker() : Broker(Options()) {}
+
+Broker::Broker(Options options) : options_(options), poller_(Poller::create(options.poller)) {
+#if defined(__linux__)
+  wake_fd_ = wake_write_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+#else
+  int p[2];
+  if (pipe(p) == 0) {
+    fcntl(p[0], F_SETFL, O_NONBLOCK);
+    fcntl(p[1], F_SETFL, O_NONBLOCK);
+    fcntl(p[0], F_SETFD, FD_CLOEXEC);
+    fcntl(p[1], F_SETFD, FD_CLOEXEC);
+    wake_fd_ = p[0];
+    wake_write_fd_ = p[1];
+  }
+#endif
+  if (wake_fd_ < 0) {
+    perror("spindle: broker waker");
+    abort();
+  }
+  child_watcher_ = std::make_unique<ChildWatcher>(this, options_.use_pidfd);
+  poller_->set(wake_fd_, true, false);
+}
+
+Broker::~Broker() {
+  if (thread_.joinable()) {
+    shutdown();
+    join();
+  }
+  child_watcher_.reset();
+  close(wake_fd_);
+  if (wake_write_fd_ != wake_fd_) close(wake_write_fd_);
+}
+
+void Broker::start() {
+  running_ = true;
+  thread_ = std::thread([this] {
+    thread_id_ = std::this_thread::get_id();
+    loop();
+    thread_id_ = std::thread::id();
+    running_ = false;
+  });
+}
+
+void Broker::assert_broker_thread() const {
+#ifndef NDEBUG
+  if (!in_broker_thread() && running_) {
+    fprintf(stderr, "spindle: broker-thread-only method called from another thread\n");
+    abort();
+  }
+#endif
+}
+
+void Broker::defer(Task task) {
+  {
+    std::lock_guard<std::mutex> lock(defer_mu_);
+    deferred_.push_back(std::move(task));
+  }
+  has_deferred_.store(true, std::memory_order_seq_cst);
+  if (sleeping_.load(std::memory_order_seq_cst) && !wake_sent_.exchange(true)) {
+    uint64_t one = 1;
+    (void)!write(wake_write_fd_, &one, wake_write_fd_ == wake_fd_ ? 8 : 1);
+  }
+}
+
+void Broker::shutdown() {
+  defer([this] { begin_shutdown(); });
+}
+
+void Broker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Broker::cork() {
+  std::unique_lock<std::mutex> lock(cork_mu_);
+  corked_ = true;
+  parked_ = false;
+  lock.unlock();
+  defer([this] {
+    std::unique_lock<std::mutex> l(cork_mu_);
+    parked_ = true;
+    cork_cv_.notify_all();
+    cork_cv_.wait(l, [this] { return !corked_; });
+    parked_ = false;
+  });
+  lock.lock();
+  cork_cv_.wait(lock, [this] { return parked_ || !running_; });
+}
+
+void Broker::uncork() {
+  std::lock_guard<std::mutex> lock(cork_mu_);
+  corked_ = false;
+  cork_cv_.notify_all();
+}
+
+void Broker::watch(int fd, bool read, bool write, IoHandler handler) {
+  assert_broker_thread();
+  handlers_[fd] = std::make_shared<IoHandler>(std::move(handler));
+  poller_->set(fd, read, write);
+}
+
+void Broker::set_interest(int fd, bool read, bool write) {
+  assert_broker_thread();
+  poller_->set(fd, read, write);
+}
+
+void Broker::unwatch(int fd) {
+  assert_broker_thread();
+  poller_->set(fd, false, false);
+  handlers_.erase(fd);
+}
+
+Broker::TimerId Broker::call_later(absl::Duration delay, Task task) {
+  assert_broker_thread();
+  TimerId id = next_timer_++;
+  absl::Time when = absl::Now() + delay;
+  timers_.emplace(std::make_pair(when, id), std::move(task));
+  timer_deadlines_[id] = when;
+  return id;
+}
+
+void Broker::cancel_timer(TimerId id) {
+  assert_broker_thread();
+  auto it = timer_deadlines_.find(id);
+  if (it == timer_deadlines_.end()) return;
+  timers_.erase(std::make_pair(it->second, id));
+  timer_deadlines_.erase(it);
+}
+
+void Broker::watch_child(pid_t pid, ExitHandler on_exit) {
+  assert_broker_thread();
+  child_watcher_->watch(pid, std::move(on_exit));
+}
+
+void Broker::add_flush_hook(std::function<void()> hook) { flush_hooks_.push_back(std::move(hook)); }
+void Broker::add_shutdown_hook(std::function<void()> hook) { shutdown_hooks_.push_back(std::move(hook)); }
+void Broker::add_keep_alive(std::function<bool()> busy) { keep_alives_.push_back(std::move(busy)); }
+
+bool Broker::run_deferred() {
+  if (!has_deferred_.load(std::memory_order_acquire)) return false;
+  std::vector<Task> tasks;
+  {
+    std::lock_guard<std::mutex> lock(defer_mu_);
+    tasks.swap(deferred_);
+    has_deferred_.store(false, std::memory_order_relaxed);
+  }
+  for (auto& t : tasks) {
+    t();
+    if (stop_) break;
+  }
+  return !tasks.empty();
+}
+
+void Broker::run_timers() {
+  if (timers_.empty()) return;
+  absl::Time now = absl::Now();
+  while (!timers_.empty() && timers_.begin()->first.first <= now) {
+    auto node = timers_.extract(timers_.begin());
+    timer_deadlines_.erase(node.key().second);
+    node.mapped()();
+  }
+}
+
+int Broker::next_timeout_ms() const {
+  absl::Time next = shutting_down_ ? shutdown_deadline_ : absl::InfiniteFuture();
+  if (!timers_.empty() && timers_.begin()->first.first < next) next = timers_.begin()->first.first;
+  if (next == absl::InfiniteFuture()) return -1;
+  absl::Duration left = next - absl::Now();
+  if (left <= absl::ZeroDuration()) return 0;
+  return static_cast<int>(absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))));
+}
+
+void Broker::wait_for_events(int timeout_ms) {
+  events_.clear();
+  if (timeout_ms != 0) {
+    latch_internal::spin_until([&] {
+      if (has_deferred_.load(std::memory_order_acquire)) return true;
+      poller_->wait(0, events_);
+      return !events_.empty();
+    });
+    if (!events_.empty() || has_deferred_.load(std::memory_order_acquire)) return;
+    sleeping_.store(true, std::memory_order_seq_cst);
+    if (has_deferred_.load(std::memory_order_seq_cst)) timeout_ms = 0;
+  }
+  poller_->wait(timeout_ms, events_);
+  sleeping_.store(false, std::memory_order_relaxed);
+}
+
+void Broker::begin_shutdown() {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  shutdown_deadline_ = absl::Now() + options_.shutdown_grace;
+  for (auto& hook : shutdown_hooks_) hook();
+}
+
+bool Broker::keep_alive() const {
+  for (auto& busy : keep_alives_) {
+    if (busy()) return true;
+  }
+  return false;
+}
+
+void Broker::loop() {
+  while (!stop_) {
+    run_deferred();
+    run_timers();
+    for (auto& hook : flush_hooks_) hook();
+    if (shutting_down_ && (!keep_alive() || absl::Now() >= shutdown_deadline_)) break;
+    wait_for_events(has_deferred_.load() ? 0 : next_timeout_ms());
+    for (const PollEvent& ev : events_) {
+      if (ev.fd == wake_fd_) {
+        uint64_t buf;
+        while (read(wake_fd_, &buf, sizeof buf) > 0) {
+        }
+        wake_sent_.store(false);
+        continue;
+      }
+      auto it = handlers_.find(ev.fd);
+      if (it == handlers_.end()) continue;
+      std::shared_ptr<IoHandler> h = it->second;  // survives unwatch() inside
+      (*h)(ev);
+    }
+  }
+  // Tasks deferred from now on are dropped by nobody; release the queue so
+  // that what they captured is freed.
+  {
+    std::lock_guard<std::mutex> lock(defer_mu_);
+    deferred_.clear();
+  }
+  if (options_.on_stopped) options_.on_stopped();
+}
+
+}  // namespace spindle

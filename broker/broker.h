@@ -1,0 +1,156 @@
+// Broker: the one I/O thread of a process.
+//
+// Owns the Poller, the timers, the deferred-call queue and the child-process
+// watcher. Everything that touches a Stream, a Side or the route table runs
+// on this thread; other threads get there through defer().
+//
+// Waiting: before it blocks in the poller the loop spins for a few
+// microseconds (see latch_internal::spin_budget()), polling without
+// blocking; a sleep/wake pair costs tens of microseconds on small virtual
+// machines, more than a whole request/reply exchange.
+//
+// Shutdown: shutdown() runs the on-shutdown hooks on the broker thread, then
+// keeps the loop going while any keep-alive predicate says there is still
+// work (output to flush), at most for the grace period, then stops the
+// thread. Callbacks left in the queue are dropped.
+//
+// Corking: cork() parks the broker thread at a known point holding no lock,
+// so that fork() can copy the process in a consistent state; uncork()
+// releases it.
+#ifndef SPINDLE_BROKER_BROKER_H_
+#define SPINDLE_BROKER_BROKER_H_
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/time/time.h"
+#include "broker/poller.h"
+
+namespace spindle {
+
+class ChildWatcher;
+
+class Broker {
+ public:
+  struct Options {
+    Poller::Kind poller = Poller::Kind::kDefault;
+    // false forces the SIGCHLD + waitpid(WNOHANG) child watcher even where
+    // pidfd_open() works.
+    bool use_pidfd = true;
+    absl::Duration shutdown_grace = absl::Seconds(5);
+    // Runs on the broker thread after its loop ends (a child context exits
+    // the process here, even when its dispatcher is stuck in a call).
+    std::function<void()> on_stopped;
+  };
+  using Task = absl::AnyInvocable<void()>;
+  // Called with the readiness of a watched descriptor.
+  using IoHandler = std::function<void(const PollEvent&)>;
+  // Called with a reaped child's exit code, or minus the signal that killed it.
+  using ExitHandler = absl::AnyInvocable<void(int status)>;
+  using TimerId = uint64_t;
+
+  Broker();
+  explicit Broker(Options options);
+  // Shuts down (if running) and joins the thread.
+  ~Broker();
+  Broker(const Broker&) = delete;
+  Broker& operator=(const Broker&) = delete;
+
+  // Any thread. Starts the broker thread; call once.
+  void start();
+  // Any thread. Runs `task` on the broker thread, soon, in order of
+  // submission. Dropped once the broker has stopped.
+  void defer(Task task);
+  // Any thread. Starts a graceful shutdown; returns at once.
+  void shutdown();
+  // Any thread but the broker's. Waits for the broker thread to finish.
+  void join();
+  // Any thread.
+  bool in_broker_thread() const { return std::this_thread::get_id() == thread_id_.load(); }
+  bool running() const { return running_.load(); }
+  const char* poller_name() const { return poller_->name(); }
+
+  // Any thread but the broker's. See "Corking" above.
+  void cork();
+  void uncork();
+
+  // Broker thread only. Starts, changes or stops watching `fd`.
+  void watch(int fd, bool read, bool write, IoHandler handler);
+  void set_interest(int fd, bool read, bool write);
+  void unwatch(int fd);
+  // Broker thread only. Runs `task` once after `delay`.
+  TimerId call_later(absl::Duration delay, Task task);
+  void cancel_timer(TimerId id);
+  // Broker thread only. Calls `on_exit` once `pid` (our child) has exited,
+  // after reaping it.
+  void watch_child(pid_t pid, ExitHandler on_exit);
+  // Broker thread only. `task` runs after every loop iteration that did
+  // work, before the loop may sleep: where batched output gets flushed.
+  void add_flush_hook(std::function<void()> hook);
+  // Broker thread only. Hooks run when shutdown begins.
+  void add_shutdown_hook(std::function<void()> hook);
+  // Broker thread only. Shutdown waits while any predicate returns true.
+  void add_keep_alive(std::function<bool()> busy);
+
+  // Debug builds: aborts unless called on the broker thread.
+  void assert_broker_thread() const;
+
+ private:
+  void loop();
+  bool run_deferred();
+  void run_timers();
+  int next_timeout_ms() const;
+  void wait_for_events(int timeout_ms);
+  void begin_shutdown();
+  bool keep_alive() const;
+
+  Options options_;
+  std::unique_ptr<Poller> poller_;
+  std::unique_ptr<ChildWatcher> child_watcher_;
+  std::thread thread_;
+  std::atomic<std::thread::id> thread_id_{};
+  std::atomic<bool> running_{false};
+
+  // Deferred tasks, from any thread.
+  std::mutex defer_mu_;
+  std::vector<Task> deferred_;
+  std::atomic<bool> has_deferred_{false};
+  std::atomic<bool> sleeping_{false};
+  std::atomic<bool> wake_sent_{false};
+  int wake_fd_ = -1;  // eventfd, or a pipe's read end
+  int wake_write_fd_ = -1;
+
+  // Corking.
+  std::mutex cork_mu_;
+  std::condition_variable cork_cv_;
+  bool corked_ = false;
+  bool parked_ = false;
+
+  // Broker-thread state.
+  std::unordered_map<int, std::shared_ptr<IoHandler>> handlers_;
+  std::map<std::pair<absl::Time, TimerId>, Task> timers_;
+  std::unordered_map<TimerId, absl::Time> timer_deadlines_;
+  TimerId next_timer_ = 1;
+  std::vector<std::function<void()>> flush_hooks_;
+  std::vector<std::function<void()>> shutdown_hooks_;
+  std::vector<std::function<bool()>> keep_alives_;
+  std::vector<PollEvent> events_;
+  bool shutting_down_ = false;
+  absl::Time shutdown_deadline_ = absl::InfiniteFuture();
+  bool stop_ = false;
+};
+
+}  // namespace spindle
+
+#endif  // SPINDLE_BROKER_BROKER_H_

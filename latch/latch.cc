@@ -1,0 +1,138 @@
+#include "latch/latch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+
+namespace spindle {
+namespace latch_internal {
+
+namespace {
+thread_local ThreadWaker* tls_waker = nullptr;
+
+// Frees the thread's waker when the thread exits.
+struct WakerOwner {
+  ~WakerOwner() {
+    delete tls_waker;
+    tls_waker = nullptr;
+  }
+};
+thread_local WakerOwner tls_owner;
+}  // namespace
+
+absl::Duration spin_budget() {
+  static const absl::Duration budget = [] {
+    const char* env = getenv("SPINDLE_SPIN_US");
+    return absl::Microseconds(env ? atoi(env) : 50);
+  }();
+  return budget;
+}
+
+ThreadWaker& ThreadWaker::current() {
+  if (tls_waker == nullptr) {
+    (void)&tls_owner;  // Instantiates the owner so its destructor runs.
+    tls_waker = new ThreadWaker();
+  }
+  return *tls_waker;
+}
+
+void ThreadWaker::forget_after_fork() {
+  if (tls_waker != nullptr) {
+    tls_waker->fds_[0] = tls_waker->fds_[1] = -1;
+    delete tls_waker;
+    tls_waker = nullptr;
+  }
+}
+
+ThreadWaker::ThreadWaker() {
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds_) != 0) {
+    // Without a waker no thread can sleep; there is no sane way on.
+    perror("spindle: latch socketpair");
+    abort();
+  }
+}
+
+ThreadWaker::~ThreadWaker() {
+  if (fds_[0] >= 0) close(fds_[0]);
+  if (fds_[1] >= 0) close(fds_[1]);
+}
+
+void ThreadWaker::wake() {
+  char c = 'w';
+  while (write(fds_[1], &c, 1) < 0 && errno == EINTR) {
+  }
+}
+
+bool ThreadWaker::sleep_until(absl::Time deadline) {
+  for (;;) {
+    int timeout_ms = -1;
+    if (deadline != absl::InfiniteFuture()) {
+      absl::Duration left = deadline - absl::Now();
+      if (left <= absl::ZeroDuration()) return false;
+      timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))));
+    }
+    pollfd p{fds_[0], POLLIN, 0};
+    int n = poll(&p, 1, timeout_ms);
+    if (n > 0) return true;
+    if (n < 0 && errno != EINTR) return false;
+  }
+}
+
+void ThreadWaker::consume() {
+  char c;
+  for (;;) {
+    ssize_t n = read(fds_[0], &c, 1);
+    if (n == 1) return;
+    if (n < 0 && errno == EINTR) continue;
+    // The byte was written under the latch lock before `woken` was set, so
+    // it is already in the socket; poll only guards against the impossible.
+    pollfd p{fds_[0], POLLIN, 0};
+    poll(&p, 1, -1);
+  }
+}
+
+}  // namespace latch_internal
+
+void LatchBase::wake_one_locked() {
+  for (Sleeper* s : sleepers_) {
+    if (!s->woken) {
+      s->woken = true;
+      s->waker->wake();
+      return;
+    }
+  }
+}
+
+void LatchBase::wake_all_locked() {
+  for (Sleeper* s : sleepers_) {
+    if (!s->woken) {
+      s->woken = true;
+      s->waker->wake();
+    }
+  }
+}
+
+bool LatchBase::sleep_locked(std::unique_lock<std::mutex>& lock, absl::Time deadline) {
+  if (deadline != absl::InfiniteFuture() && deadline <= absl::Now()) return false;
+  Sleeper self{&latch_internal::ThreadWaker::current()};
+  sleepers_.push_back(&self);
+  lock.unlock();
+  self.waker->sleep_until(deadline);
+  lock.lock();
+  sleepers_.erase(std::find(sleepers_.begin(), sleepers_.end(), &self));
+  if (self.woken) {
+    // Whoever woke us wrote exactly one byte; take it so the next sleep on
+    // this thread does not return at once.
+    self.waker->consume();
+    return true;
+  }
+  return false;
+}
+
+}  // namespace spindle

@@ -1,0 +1,208 @@
+#include "router/child.h"
+
+#include <cxxabi.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <typeinfo>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "router/codec.h"
+#include "router/registry.h"
+
+namespace spindle {
+namespace {
+
+std::string demangle(const char* name) {
+  int status = 0;
+  char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+  std::string out = status == 0 && d ? d : name;
+  free(d);
+  return out;
+}
+
+// Reads one of the child's output pipes and forwards whole lines.
+class OutputForwarder {
+ public:
+  OutputForwarder(Router* router, int fd, const char* source) : router_(router), fd_(fd), source_(source) {}
+
+  bool open() const { return fd_ >= 0; }
+  int fd() const { return fd_; }
+
+  // Broker thread.
+  void on_readable() {
+    char buf[16384];
+    for (;;) {
+      ssize_t n = read(fd_, buf, sizeof buf);
+      if (n > 0) {
+        pending_.append(buf, static_cast<size_t>(n));
+        emit_lines();
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+      if (!pending_.empty()) emit(std::move(pending_));
+      pending_.clear();
+      router_->broker()->unwatch(fd_);
+      close(fd_);
+      fd_ = -1;
+      return;
+    }
+  }
+
+ private:
+  void emit_lines() {
+    size_t start = 0;
+    for (size_t nl; (nl = pending_.find('\n', start)) != std::string::npos; start = nl + 1) {
+      emit(pending_.substr(start, nl - start));
+    }
+    pending_.erase(0, start);
+  }
+  void emit(std::string line) {
+    router_->log(LogRecord{router_->name(), source_, LogLevel::kInfo, std::move(line)});
+  }
+
+  Router* router_;
+  int fd_;
+  const char* source_;
+  std::string pending_;
+};
+
+// Replaces fd `target` with the write end of a new pipe; returns the read end.
+int capture_fd(int target) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) return -1;
+  dup2(p[1], target);
+  close(p[1]);
+  fcntl(p[0], F_SETFL, O_NONBLOCK);
+  return p[0];
+}
+
+class Dispatcher {
+ public:
+  explicit Dispatcher(Router* router) : router_(router) {}
+
+  void run(Latch<Message>& calls) {
+    for (;;) {
+      absl::StatusOr<Message> m = calls.get();
+      if (!m.ok()) return;
+      handle(*m);
+    }
+  }
+
+ private:
+  void handle(const Message& m) {
+    std::string reply;
+    std::string chain;
+    try {
+      msgpack::object_handle h = unpack_view(m.body);
+      const msgpack::object& o = h.get();
+      if (o.type != msgpack::type::ARRAY || o.via.array.size != 3 || o.via.array.ptr[0].type != msgpack::type::STR) {
+        throw ArgumentError("malformed call message");
+      }
+      std::string name = o.via.array.ptr[0].as<std::string>();
+      if (o.via.array.ptr[1].type == msgpack::type::STR) chain = o.via.array.ptr[1].as<std::string>();
+      auto failed = chain.empty() ? failed_chains_.end() : failed_chains_.find(chain);
+      if (failed != failed_chains_.end()) {
+        reply = failed->second;
+      } else if (const Registry::Entry* e = Registry::instance().find(name)) {
+        run(*e, o.via.array.ptr[2], &reply);
+      } else {
+        pack_error_reply(absl::InvalidArgumentError(absl::StrCat("no function named '", name,
+                                                                 "' is registered in this program")),
+                         "spindle::UnknownFunction", &reply);
+      }
+    } catch (const std::exception& e) {
+      pack_error_reply(absl::InvalidArgumentError(e.what()), "spindle::ArgumentError", &reply);
+    }
+    // [false, ...] marks a failure: the chain's later calls fail with it.
+    bool failed = reply.size() > 1 && static_cast<unsigned char>(reply[1]) == 0xc2;
+    if (failed && !chain.empty()) failed_chains_.emplace(chain, reply);
+    if (m.reply_to == kNoHandle) return;
+    Message r;
+    r.dst_id = m.src_id;
+    r.src_id = r.auth_id = router_->id();
+    r.handle = m.reply_to;
+    r.body = std::move(reply);
+    router_->route(std::move(r));
+  }
+
+  void run(const Registry::Entry& e, const msgpack::object& args, std::string* reply) {
+    try {
+      e.invoker(e.fn, args, reply);
+    } catch (const ArgumentError& ex) {
+      pack_error_reply(absl::InvalidArgumentError(absl::StrCat(e.name, "(): ", ex.what())),
+                       "spindle::ArgumentError", reply);
+    } catch (const std::exception& ex) {
+      pack_error_reply(absl::AbortedError(ex.what()), demangle(typeid(ex).name()), reply);
+    } catch (...) {
+      pack_error_reply(absl::AbortedError("an exception not derived from std::exception"), "unknown", reply);
+    }
+  }
+
+  Router* router_;
+  absl::flat_hash_map<std::string, std::string> failed_chains_;
+};
+
+}  // namespace
+
+void run_child_context(ChildSetup setup) {
+  // Objects live until _exit: nothing is torn down in a child.
+  auto* calls = new Latch<Message>();
+  std::vector<OutputForwarder*> outputs;
+  Broker::Options bopts;
+  bopts.on_stopped = [] {
+    fflush(nullptr);
+    _exit(0);
+  };
+  auto* broker = new Broker(bopts);
+  Router::Options ropts = setup.router_options;
+  ropts.name = setup.name;
+  auto* router = new Router(broker, ropts, setup.id, setup.parent_ids);
+  if (setup.capture_stdio) {
+    fflush(nullptr);
+    int out = capture_fd(1);
+    int err = capture_fd(2);
+    if (out >= 0) outputs.push_back(new OutputForwarder(router, out, "stdout"));
+    if (err >= 0) outputs.push_back(new OutputForwarder(router, err, "stderr"));
+    setvbuf(stdout, nullptr, _IOLBF, 0);
+  }
+  router->add_fixed_handler(kCallFunction, [calls](Message&& m) { calls->put(std::move(m)); },
+                            Policy::kParentsOnly);
+  router->add_fixed_handler(kShutdown, [broker](Message&&) { broker->shutdown(); }, Policy::kParentsOnly);
+  broker->add_shutdown_hook([calls] {
+    calls->close();
+    // Our own copies of fds 1 and 2 go, so the pipes reach EOF once
+    // subprocesses close theirs; the keep-alive below drains them.
+    fflush(nullptr);
+    int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (devnull >= 0) {
+      dup2(devnull, 1);
+      dup2(devnull, 2);
+      close(devnull);
+    }
+  });
+  broker->add_keep_alive([outputs] {
+    for (OutputForwarder* o : outputs) {
+      if (o->open()) return true;
+    }
+    return false;
+  });
+  auto rx = setup.rx.release();
+  auto tx = setup.tx.release();
+  broker->defer([=] {
+    router->connect_parent(std::unique_ptr<Side>(rx), std::unique_ptr<Side>(tx));
+    router->on_parent_lost([broker](const std::string&) { broker->shutdown(); });
+    for (OutputForwarder* o : outputs) {
+      broker->watch(o->fd(), true, false, [o](const PollEvent&) { o->on_readable(); });
+    }
+  });
+  broker->start();
+  Dispatcher(router).run(*calls);
+  broker->join();
+  _exit(0);
+}
+
+}  // namespace spindle

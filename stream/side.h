@@ -1,0 +1,81 @@
+// Side: one non-blocking file descriptor (pipe end, tty or socket) that a
+// Stream reads from or writes to.
+//
+// Owns the descriptor and closes it on destruction (unless release()d).
+// read() and write() go through io_op(), which turns the errors a peer's
+// disappearance produces (EIO from a pty whose other end closed, ECONNRESET,
+// EPIPE) into a plain disconnect, exactly as if EOF had been read: callers
+// then have one way to learn that the other side is gone.
+//
+// Thread safety: none; a Side belongs to the thread that owns its Stream
+// (the broker thread once the Stream is registered).
+#ifndef SPINDLE_STREAM_SIDE_H_
+#define SPINDLE_STREAM_SIDE_H_
+
+#include <errno.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <string>
+
+namespace spindle {
+
+// What one read or write did.
+struct IoResult {
+  enum Kind { kDone, kWouldBlock, kDisconnected };
+  Kind kind;
+  size_t bytes = 0;   // with kDone
+  int error = 0;      // with kDisconnected: the errno, or 0 for EOF
+};
+
+// Runs read/write-like `op`, retrying EINTR; maps EAGAIN to kWouldBlock and
+// EOF, EIO, ECONNRESET, EPIPE (and any other error) to kDisconnected.
+template <typename Op>
+IoResult io_op(Op&& op);
+
+class Side {
+ public:
+  // Takes ownership of `fd` and makes it non-blocking and close-on-exec.
+  // `name` appears in error messages ("stdin of ctx 3").
+  Side(int fd, std::string name);
+  ~Side();
+  Side(const Side&) = delete;
+  Side& operator=(const Side&) = delete;
+
+  int fd() const { return fd_; }
+  const std::string& name() const { return name_; }
+  bool closed() const { return fd_ < 0; }
+
+  IoResult read(void* buf, size_t n);
+  IoResult write(const void* buf, size_t n);
+  IoResult writev(const struct iovec* iov, int count);
+
+  // Closes the descriptor now; later I/O reports kDisconnected.
+  void close();
+  // Gives up ownership of the descriptor without closing it.
+  int release();
+
+ private:
+  int fd_;
+  std::string name_;
+};
+
+// Text for a disconnect: "EOF" or strerror(error).
+std::string describe_disconnect(const IoResult& r);
+
+template <typename Op>
+IoResult io_op(Op&& op) {
+  for (;;) {
+    ssize_t n = op();
+    if (n > 0) return {IoResult::kDone, static_cast<size_t>(n), 0};
+    if (n == 0) return {IoResult::kDisconnected, 0, 0};
+    int e = errno;
+    if (e == EINTR) continue;
+    if (e == EAGAIN || e == EWOULDBLOCK) return {IoResult::kWouldBlock, 0, 0};
+    return {IoResult::kDisconnected, 0, e};
+  }
+}
+
+}  // namespace spindle
+
+#endif  // SPINDLE_STREAM_SIDE_H_

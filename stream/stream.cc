@@ -1,0 +1,183 @@
+#include "stream/stream.h"
+
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace spindle {
+namespace {
+constexpr size_t kReadBuffer = 256 * 1024;
+// Bodies at least this large are read straight into their own buffer.
+constexpr size_t kDirectRead = 64 * 1024;
+constexpr int kMaxIov = 256;
+// Bound one on_readable() call so that one busy peer cannot starve others.
+constexpr size_t kReadBudget = 8 * 1024 * 1024;
+}  // namespace
+
+Stream::Stream(std::unique_ptr<Side> rx, std::unique_ptr<Side> tx, std::string name,
+               Protocol* protocol, size_t max_frame, size_t max_pending)
+    : rx_(std::move(rx)),
+      tx_(std::move(tx)),
+      name_(std::move(name)),
+      protocol_(protocol),
+      max_frame_(max_frame),
+      max_pending_(max_pending) {
+  rbuf_.resize(kReadBuffer);
+}
+
+Stream::~Stream() = default;
+
+void Stream::disconnect(const std::string& reason) {
+  if (disconnected_) return;
+  disconnected_ = true;
+  queue_.clear();
+  pending_bytes_ = 0;
+  protocol_->on_disconnect(*this, reason);
+  // Closed after the protocol ran, so that it could still read the fds.
+  rx_->close();
+  if (tx_) tx_->close();
+}
+
+void Stream::on_readable() {
+  size_t budget = kReadBudget;
+  while (!disconnected_ && budget > 0) {
+    IoResult r;
+    if (state_ == ReadState::kBody && rstart_ == rend_ &&
+        current_.body.size() - body_filled_ >= kDirectRead) {
+      r = rx_->read(current_.body.data() + body_filled_, current_.body.size() - body_filled_);
+      if (r.kind == IoResult::kDone) {
+        body_filled_ += r.bytes;
+        budget -= std::min(budget, r.bytes);
+        if (body_filled_ == current_.body.size()) finish_body();
+        continue;
+      }
+    } else {
+      if (rstart_ == rend_) rstart_ = rend_ = 0;
+      if (rend_ == rbuf_.size()) {
+        std::memmove(rbuf_.data(), rbuf_.data() + rstart_, rend_ - rstart_);
+        rend_ -= rstart_;
+        rstart_ = 0;
+      }
+      r = rx_->read(rbuf_.data() + rend_, rbuf_.size() - rend_);
+      if (r.kind == IoResult::kDone) {
+        rend_ += r.bytes;
+        budget -= std::min(budget, r.bytes);
+        if (!parse_buffered()) return;
+        continue;
+      }
+    }
+    if (r.kind == IoResult::kWouldBlock) return;
+    disconnect(describe_disconnect(r));
+  }
+}
+
+bool Stream::parse_buffered() {
+  while (!disconnected_) {
+    size_t have = rend_ - rstart_;
+    switch (state_) {
+      case ReadState::kHeader: {
+        if (have < kFrameHeaderSize) return true;
+        uint32_t length;
+        current_ = Frame{};
+        if (!decode_frame_header(rbuf_.data() + rstart_, &current_, &length)) {
+          disconnect(absl::StrCat("corrupt stream from ", name_, ": bad frame magic 0x",
+                                  absl::Hex(static_cast<unsigned char>(rbuf_[rstart_])),
+                                  absl::Hex(static_cast<unsigned char>(rbuf_[rstart_ + 1]))));
+          return false;
+        }
+        rstart_ += kFrameHeaderSize;
+        if (length > max_frame_) {
+          skip_left_ = length;
+          state_ = ReadState::kSkip;
+          protocol_->on_oversized(*this, current_, length);
+          break;
+        }
+        current_.body.resize(length);
+        body_filled_ = 0;
+        state_ = ReadState::kBody;
+        if (length == 0) finish_body();
+        break;
+      }
+      case ReadState::kBody: {
+        size_t n = std::min(have, current_.body.size() - body_filled_);
+        if (n == 0) return true;
+        std::memcpy(current_.body.data() + body_filled_, rbuf_.data() + rstart_, n);
+        rstart_ += n;
+        body_filled_ += n;
+        if (body_filled_ == current_.body.size()) finish_body();
+        break;
+      }
+      case ReadState::kSkip: {
+        size_t n = static_cast<size_t>(std::min<uint64_t>(have, skip_left_));
+        rstart_ += n;
+        skip_left_ -= n;
+        if (skip_left_ == 0) state_ = ReadState::kHeader;
+        if (n == 0 && skip_left_ != 0) return true;
+        break;
+      }
+    }
+  }
+  return false;
+}
+
+void Stream::finish_body() {
+  state_ = ReadState::kHeader;
+  body_filled_ = 0;
+  protocol_->on_frame(*this, std::move(current_));
+  current_ = Frame{};
+}
+
+bool Stream::send(Frame&& frame) {
+  if (disconnected_) return false;
+  size_t bytes = kFrameHeaderSize + frame.body.size();
+  if (pending_bytes_ + bytes > max_pending_ && !queue_.empty()) return false;
+  Pending& p = queue_.emplace_back();
+  encode_frame_header(frame, p.header);
+  p.body = std::move(frame.body);
+  pending_bytes_ += bytes;
+  return true;
+}
+
+void Stream::on_writable() {
+  while (!queue_.empty() && !disconnected_) {
+    iovec iov[kMaxIov];
+    int n = 0;
+    size_t skip = front_offset_;
+    for (auto it = queue_.begin(); it != queue_.end() && n + 2 <= kMaxIov; ++it) {
+      if (skip < kFrameHeaderSize) {
+        iov[n++] = {const_cast<char*>(it->header) + skip, kFrameHeaderSize - skip};
+        skip = 0;
+      } else {
+        skip -= kFrameHeaderSize;
+      }
+      if (it->body.size() > skip) {
+        iov[n++] = {it->body.data() + skip, it->body.size() - skip};
+      }
+      skip = 0;
+    }
+    IoResult r = tx()->writev(iov, n);
+    if (r.kind == IoResult::kWouldBlock) return;
+    if (r.kind == IoResult::kDisconnected) {
+      disconnect(describe_disconnect(r));
+      return;
+    }
+    size_t written = r.bytes;
+    pending_bytes_ -= written;
+    while (written > 0) {
+      size_t front_left = kFrameHeaderSize + queue_.front().body.size() - front_offset_;
+      if (written >= front_left) {
+        written -= front_left;
+        queue_.pop_front();
+        front_offset_ = 0;
+      } else {
+        front_offset_ += written;
+        written = 0;
+      }
+    }
+  }
+}
+
+}  // namespace spindle

@@ -1,0 +1,132 @@
+// Router::fork(): a child context made by fork(), sharing the executable
+// and (copy-on-write) the memory of its parent at the moment of the call.
+//
+// Why the broker is corked: fork() copies only the calling thread, so the
+// child inherits every other thread's memory in whatever state it was in.
+// Parking the broker at a known point holding no lock means no structure
+// the child might touch is half-updated. The child then touches none of the
+// parent's machinery anyway: it forgets its thread's latch waker, closes
+// every inherited descriptor but stdio and its end of the new socketpair,
+// and starts a fresh Broker and Router (the equivalent of gevent's reinit).
+//
+// Why a ready byte: the child writes one byte on the socket once its router
+// exists, and fork() waits for it, so when fork() returns the child is
+// known to be alive and able to receive calls; a child that dies during
+// start-up is reported here, with its exit status, instead of as a
+// mysterious disconnect later (aiotools' afork does the same).
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+#include "broker/child_watcher.h"
+#include "router/child.h"
+#include "router/context.h"
+#include "router/router.h"
+
+namespace spindle {
+namespace {
+
+void close_inherited_fds(int keep) {
+  auto close_from_to = [](unsigned lo, unsigned hi) {
+    if (lo > hi) return;
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, lo, hi, 0) == 0) return;
+#endif
+    struct rlimit rl;
+    unsigned max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+                       ? static_cast<unsigned>(rl.rlim_cur) : 65536u;
+    for (unsigned fd = lo; fd <= hi && fd < max; ++fd) close(static_cast<int>(fd));
+  };
+  close_from_to(3, static_cast<unsigned>(keep) - 1);
+  close_from_to(static_cast<unsigned>(keep) + 1, ~0u);
+}
+
+// Waits for the child's ready byte. Returns false if it never came.
+bool wait_ready(int fd, absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    int ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
+    if (ms < 0) return false;
+    pollfd p{fd, POLLIN, 0};
+    int n = poll(&p, 1, ms);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    char c;
+    ssize_t r = read(fd, &c, 1);
+    if (r < 0 && errno == EINTR) continue;
+    return r == 1 && c == 'R';
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<Context> Router::fork(ForkOptions options) {
+  if (broker_->in_broker_thread()) {
+    return absl::FailedPreconditionError("Router::fork() may not be called on the broker thread");
+  }
+  absl::StatusOr<uint32_t> id = allocate_id();
+  if (!id.ok()) return id.status();
+  std::string name = options.name.empty() ? absl::StrCat("fork.", *id) : options.name;
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    return absl::UnavailableError(absl::StrCat("fork of '", name, "': socketpair: ", strerror(errno)));
+  }
+  std::vector<uint32_t> parents = parent_ids_;
+  parents.push_back(id_);
+  fflush(nullptr);  // else buffered output would be written twice
+  broker_->cork();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    latch_internal::ThreadWaker::forget_after_fork();
+    close_inherited_fds(sv[1]);
+    ChildSetup setup;
+    setup.id = *id;
+    setup.name = name;
+    setup.parent_ids = std::move(parents);
+    setup.router_options = options_;
+    setup.rx = std::make_unique<Side>(sv[1], "parent");
+    char ready = 'R';
+    (void)!write(sv[1], &ready, 1);
+    run_child_context(std::move(setup));
+  }
+  int fork_errno = errno;
+  broker_->uncork();
+  close(sv[1]);
+  if (pid < 0) {
+    close(sv[0]);
+    return absl::UnavailableError(absl::StrCat("fork of '", name, "': ", strerror(fork_errno)));
+  }
+  if (!wait_ready(sv[0], options.ready_timeout)) {
+    close(sv[0]);
+    kill(pid, SIGKILL);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return absl::UnavailableError(absl::StrCat("forked context '", name, "' (pid ", pid,
+                                               ") did not become ready; exit status ",
+                                               decode_wait_status(status)));
+  }
+  auto child = std::make_shared<ChildProcess>();
+  child->pid = pid;
+  {
+    std::lock_guard<std::mutex> lock(names_mu_);
+    names_[*id] = name;
+    children_[*id] = child;
+  }
+  int fd = sv[0];
+  uint32_t cid = *id;
+  broker_->defer([this, cid, name, pid, fd] {
+    connect_child(cid, name, pid, std::make_unique<Side>(fd, name), nullptr);
+  });
+  return Context(this, cid, name);
+}
+
+}  // namespace spindle
