@@ -88,24 +88,24 @@ void Broker::join() {
 }
 
 void Broker::cork() {
+  // Generations, not flags: the broker may not yet have left the previous
+  // cork when the next one starts.
   std::unique_lock<std::mutex> lock(cork_mu_);
-  corked_ = true;
-  parked_ = false;
+  uint64_t gen = ++cork_generation_;
   lock.unlock();
-  defer([this] {
+  defer([this, gen] {
     std::unique_lock<std::mutex> l(cork_mu_);
-    parked_ = true;
+    parked_generation_ = gen;
     cork_cv_.notify_all();
-    cork_cv_.wait(l, [this] { return !corked_; });
-    parked_ = false;
+    cork_cv_.wait(l, [this, gen] { return released_generation_ >= gen; });
   });
   lock.lock();
-  cork_cv_.wait(lock, [this] { return parked_ || !running_; });
+  cork_cv_.wait(lock, [this, gen] { return parked_generation_ >= gen || !running_; });
 }
 
 void Broker::uncork() {
   std::lock_guard<std::mutex> lock(cork_mu_);
-  corked_ = false;
+  released_generation_ = cork_generation_;
   cork_cv_.notify_all();
 }
 
@@ -151,6 +151,7 @@ void Broker::watch_child(pid_t pid, ExitHandler on_exit) {
 void Broker::add_flush_hook(std::function<void()> hook) { flush_hooks_.push_back(std::move(hook)); }
 void Broker::add_shutdown_hook(std::function<void()> hook) { shutdown_hooks_.push_back(std::move(hook)); }
 void Broker::add_keep_alive(std::function<bool()> busy) { keep_alives_.push_back(std::move(busy)); }
+void Broker::add_stop_hook(std::function<void()> hook) { stop_hooks_.push_back(std::move(hook)); }
 
 bool Broker::run_deferred() {
   if (!has_deferred_.load(std::memory_order_acquire)) return false;
@@ -188,8 +189,9 @@ int Broker::next_timeout_ms() const {
 
 void Broker::wait_for_events(int timeout_ms) {
   events_.clear();
+  static const bool broker_spin = getenv("SPINDLE_NO_BROKER_SPIN") == nullptr;
   if (timeout_ms != 0) {
-    latch_internal::spin_until([&] {
+    if (broker_spin) latch_internal::spin_until([&] {
       if (has_deferred_.load(std::memory_order_acquire)) return true;
       poller_->wait(0, events_);
       return !events_.empty();
@@ -243,7 +245,7 @@ void Broker::loop() {
     std::lock_guard<std::mutex> lock(defer_mu_);
     deferred_.clear();
   }
-  if (options_.on_stopped) options_.on_stopped();
+  for (auto& hook : stop_hooks_) hook();
 }
 
 }  // namespace spindle

@@ -49,9 +49,6 @@ class Broker {
     // pidfd_open() works.
     bool use_pidfd = true;
     absl::Duration shutdown_grace = absl::Seconds(5);
-    // Runs on the broker thread after its loop ends (a child context exits
-    // the process here, even when its dispatcher is stuck in a call).
-    std::function<void()> on_stopped;
   };
   using Task = absl::AnyInvocable<void()>;
   // Called with the readiness of a watched descriptor.
@@ -102,6 +99,10 @@ class Broker {
   void add_shutdown_hook(std::function<void()> hook);
   // Broker thread only. Shutdown waits while any predicate returns true.
   void add_keep_alive(std::function<bool()> busy);
+  // Broker thread only. Hooks run, in order, once the loop has stopped, on
+  // the broker thread (a child context exits the process here, even when
+  // its dispatcher is stuck in a call).
+  void add_stop_hook(std::function<void()> hook);
 
   // Debug builds: aborts unless called on the broker thread.
   void assert_broker_thread() const;
@@ -134,8 +135,9 @@ class Broker {
   // Corking.
   std::mutex cork_mu_;
   std::condition_variable cork_cv_;
-  bool corked_ = false;
-  bool parked_ = false;
+  uint64_t cork_generation_ = 0;
+  uint64_t parked_generation_ = 0;
+  uint64_t released_generation_ = 0;
 
   // Broker-thread state.
   std::unordered_map<int, std::shared_ptr<IoHandler>> handlers_;
@@ -145,6 +147,7 @@ class Broker {
   std::vector<std::function<void()>> flush_hooks_;
   std::vector<std::function<void()>> shutdown_hooks_;
   std::vector<std::function<bool()>> keep_alives_;
+  std::vector<std::function<void()>> stop_hooks_;
   std::vector<PollEvent> events_;
   bool shutting_down_ = false;
   absl::Time shutdown_deadline_ = absl::InfiniteFuture();

@@ -16,6 +16,8 @@
 #ifndef SPINDLE_LATCH_LATCH_H_
 #define SPINDLE_LATCH_LATCH_H_
 
+#include <sched.h>
+
 #include <atomic>
 #include <deque>
 #include <mutex>
@@ -78,10 +80,13 @@ bool spin_until(F&& ready) {
   if (budget_ns == 0) return false;
   const int64_t end = absl::GetCurrentTimeNanos() + budget_ns;
   for (;;) {
-    for (int i = 0; i < 64; ++i) {
+    for (int i = 0; i < 16; ++i) {
       if (ready()) return true;
       cpu_relax();
     }
+    // Yield rather than only pause: on a machine with fewer cores than busy
+    // threads the thread we wait for may be queued behind us.
+    sched_yield();
     if (absl::GetCurrentTimeNanos() >= end) return ready();
   }
 }

@@ -152,12 +152,7 @@ void run_child_context(ChildSetup setup) {
   // Objects live until _exit: nothing is torn down in a child.
   auto* calls = new Latch<Message>();
   std::vector<OutputForwarder*> outputs;
-  Broker::Options bopts;
-  bopts.on_stopped = [] {
-    fflush(nullptr);
-    _exit(0);
-  };
-  auto* broker = new Broker(bopts);
+  auto* broker = new Broker();
   Router::Options ropts = setup.router_options;
   ropts.name = setup.name;
   auto* router = new Router(broker, ropts, setup.id, setup.parent_ids);
@@ -183,6 +178,10 @@ void run_child_context(ChildSetup setup) {
       dup2(devnull, 2);
       close(devnull);
     }
+  });
+  broker->add_stop_hook([] {
+    fflush(nullptr);
+    _exit(0);
   });
   broker->add_keep_alive([outputs] {
     for (OutputForwarder* o : outputs) {

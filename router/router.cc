@@ -51,8 +51,15 @@ void Router::init() {
       m.dst_id = streams_[s]->peer_id;
       m.src_id = m.auth_id = id_;
       m.handle = kShutdown;
-      s->send(std::move(m));
+      if (s->send(std::move(m)) != Stream::SendResult::kRejected) dirty_.push_back(streams_[s].get());
     }
+  });
+  broker_->add_stop_hook([this] {
+    // Peers learn that we are gone from their stream closing.
+    std::vector<Stream*> all;
+    for (auto& [s, info] : streams_) all.push_back(s);
+    for (Stream* s : all) s->disconnect(absl::StrCat("context '", name(), "' shut down"));
+    graveyard_.clear();
   });
   if (is_master()) {
     add_fixed_handler(kForwardLog, [this](Message&& m) {
@@ -90,6 +97,7 @@ void Router::route(Message msg) {
     route_now(std::move(msg), nullptr);
     return;
   }
+  if (msg.dst_id != id_ && msg.body.size() <= options_.max_message_size && send_direct(msg)) return;
   bool first;
   {
     std::lock_guard<std::mutex> lock(outbox_mu_);
@@ -107,6 +115,41 @@ void Router::route(Message msg) {
       for (Message& m : batch) route_now(std::move(m), nullptr);
     });
   }
+}
+
+Router::StreamInfo* Router::route_for(uint32_t dst, StreamInfo* from) const {
+  auto it = routes_.find(dst);
+  if (it != routes_.end()) return it->second;
+  return from != parent_ ? parent_ : nullptr;
+}
+
+bool Router::send_direct(Message& msg) {
+  Stream* stream;
+  {
+    std::lock_guard<std::mutex> lock(routes_mu_);
+    StreamInfo* to = route_for(msg.dst_id, nullptr);
+    if (to == nullptr) return false;
+    stream = to->stream.get();
+    switch (stream->send(std::move(msg), /*write_now=*/true)) {
+      case Stream::SendResult::kWritten:
+      case Stream::SendResult::kQueued:
+        return true;
+      case Stream::SendResult::kRejected:
+        return false;
+      case Stream::SendResult::kNeedsFlush:
+        break;
+    }
+  }
+  // The rest waits for writability, which only the broker can watch for.
+  broker_->defer([this, stream] {
+    for (auto& [s, info] : streams_) {
+      if (s == stream) {
+        dirty_.push_back(info.get());
+        return;
+      }
+    }
+  });
+  return true;
 }
 
 uint32_t Router::add_handler(Handler fn, uint32_t respondent, Policy policy) {
@@ -250,8 +293,10 @@ void Router::connect_parent(std::unique_ptr<Side> rx, std::unique_ptr<Side> tx) 
   info->is_parent = true;
   info->stream = std::make_unique<Stream>(std::move(rx), std::move(tx),
                                           absl::StrCat("parent of ", name()), this, options_.max_message_size);
-  parent_ = info.get();
+  StreamInfo* raw = info.get();
   add_stream(std::move(info));
+  std::lock_guard<std::mutex> lock(routes_mu_);
+  parent_ = raw;
 }
 
 void Router::connect_child(uint32_t id, const std::string& name, pid_t pid, std::unique_ptr<Side> rx,
@@ -265,7 +310,10 @@ void Router::connect_child(uint32_t id, const std::string& name, pid_t pid, std:
                                           options_.max_message_size);
   StreamInfo* raw = info.get();
   add_stream(std::move(info));
-  routes_[id] = raw;
+  {
+    std::lock_guard<std::mutex> lock(routes_mu_);
+    routes_[id] = raw;
+  }
   std::shared_ptr<ChildProcess> child;
   {
     std::lock_guard<std::mutex> lock(names_mu_);
@@ -309,7 +357,10 @@ void Router::add_stream(std::unique_ptr<StreamInfo> info) {
   Stream* s = info->stream.get();
   int rfd = s->rx_fd();
   int wfd = s->tx_fd();
-  streams_[s] = std::move(info);
+  {
+    std::lock_guard<std::mutex> lock(routes_mu_);
+    streams_[s] = std::move(info);
+  }
   broker_->watch(rfd, true, false, [this, s](const PollEvent& ev) {
     if (ev.readable) s->on_readable();
     if (ev.writable && !s->disconnected()) s->on_writable();
@@ -367,13 +418,7 @@ void Router::route_now(Message&& msg, StreamInfo* from) {
     deliver_local(std::move(msg), from);
     return;
   }
-  StreamInfo* to = nullptr;
-  auto it = routes_.find(msg.dst_id);
-  if (it != routes_.end()) {
-    to = it->second;
-  } else if (parent_ && (from == nullptr || from != parent_)) {
-    to = parent_;
-  }
+  StreamInfo* to = route_for(msg.dst_id, from);
   if (to == nullptr || to->stream->disconnected()) {
     send_dead(msg, absl::UnavailableError(absl::StrCat("no route from '", name(), "' to ",
                                                        context_name(msg.dst_id), " (id ", msg.dst_id,
@@ -400,7 +445,7 @@ void Router::route_now(Message&& msg, StreamInfo* from) {
     keep.reply_to = msg.reply_to;
     keep.handle = msg.handle;
   }
-  if (!to->stream->send(std::move(msg))) {
+  if (to->stream->send(std::move(msg)) == Stream::SendResult::kRejected) {
     if (expects_reply) {
       send_dead(keep, absl::UnavailableError(absl::StrCat("could not send to ", to->stream->name(),
                                                           ": disconnected or transmit queue full")));
@@ -449,7 +494,10 @@ void Router::handle_add_route(Message&& msg, StreamInfo* from) {
     auto h = unpack_view(msg.body);
     auto [id, cname] = h.get().as<std::tuple<uint32_t, std::string>>();
     if (from->is_parent || id == id_) return;
-    routes_[id] = from;
+    {
+      std::lock_guard<std::mutex> lock(routes_mu_);
+      routes_[id] = from;
+    }
     {
       std::lock_guard<std::mutex> lock(names_mu_);
       names_[id] = cname;
@@ -475,7 +523,10 @@ void Router::handle_del_route(Message&& msg, StreamInfo* from) {
     }
     auto it = routes_.find(id);
     if (it == routes_.end() || it->second != from) return;
-    routes_.erase(it);
+    {
+      std::lock_guard<std::mutex> lock(routes_mu_);
+      routes_.erase(it);
+    }
     context_gone(id, reason, from);
   } catch (const std::exception& e) {
     log(LogRecord{"", "log", LogLevel::kWarning, absl::StrCat("unreadable DEL_ROUTE from ", from->stream->name())});
@@ -509,7 +560,7 @@ void Router::context_gone(uint32_t id, const std::string& reason, StreamInfo* fr
     m.src_id = m.auth_id = id_;
     m.handle = kDelRoute;
     m.body = pack_array(id, reason);
-    if (info->stream->send(std::move(m))) dirty_.push_back(info);
+    if (info->stream->send(std::move(m)) != Stream::SendResult::kRejected) dirty_.push_back(info);
   };
   if (parent_ && from != parent_ && !parent_->stream->disconnected()) tell(parent_);
   for (auto& [s, info] : streams_) {
@@ -523,7 +574,10 @@ void Router::forget_routes_via(StreamInfo* info, const std::string& reason) {
   for (auto& [id, via] : routes_) {
     if (via == info) ids.push_back(id);
   }
-  for (uint32_t id : ids) routes_.erase(id);
+  {
+    std::lock_guard<std::mutex> lock(routes_mu_);
+    for (uint32_t id : ids) routes_.erase(id);
+  }
   for (uint32_t id : ids) context_gone(id, reason, info);
 }
 
@@ -563,10 +617,13 @@ void Router::on_disconnect(Stream& stream, const std::string& reason) {
   if (stream.tx_fd() != stream.rx_fd()) broker_->unwatch(stream.tx_fd());
   forget_routes_via(info, reason);
   bool was_parent = info == parent_;
-  if (was_parent) parent_ = nullptr;
-  // Destroyed after this iteration: the stream is still on the call stack.
-  graveyard_.push_back(std::move(streams_[&stream]));
-  streams_.erase(&stream);
+  {
+    std::lock_guard<std::mutex> lock(routes_mu_);
+    if (was_parent) parent_ = nullptr;
+    // Destroyed after this iteration: the stream is still on the call stack.
+    graveyard_.push_back(std::move(streams_[&stream]));
+    streams_.erase(&stream);
+  }
   dirty_.erase(std::remove(dirty_.begin(), dirty_.end(), info), dirty_.end());
   if (was_parent && parent_lost_) parent_lost_(reason);
 }

@@ -159,6 +159,11 @@ class Router : public Stream::Protocol {
   };
 
   void init();
+  // Any thread but the broker's: writes `msg` straight to the stream that
+  // leads to its destination. False (msg untouched) when it cannot.
+  bool send_direct(Message& msg);
+  // Caller holds routes_mu_ or is the broker thread.
+  StreamInfo* route_for(uint32_t dst, StreamInfo* from) const;
   // Broker thread only.
   void route_now(Message&& msg, StreamInfo* from);
   void deliver_local(Message&& msg, StreamInfo* from);
@@ -202,10 +207,14 @@ class Router : public Stream::Protocol {
 
   std::function<void(const std::string&)> parent_lost_;
 
-  // Broker thread only.
+  // Written by the broker thread only, with routes_mu_ held; read by it
+  // freely and by other threads (send_direct) with routes_mu_ held, so a
+  // stream is never destroyed under a sender.
+  std::mutex routes_mu_;
   std::unordered_map<Stream*, std::unique_ptr<StreamInfo>> streams_;
   std::unordered_map<uint32_t, StreamInfo*> routes_;
   StreamInfo* parent_ = nullptr;
+  // Broker thread only.
   std::vector<StreamInfo*> dirty_;
   std::vector<std::unique_ptr<StreamInfo>> graveyard_;
 };

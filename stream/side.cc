@@ -3,11 +3,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace spindle {
 
-Side::Side(int fd, std::string name) : fd_(fd), name_(std::move(name)) {
+Side::Side(int fd, std::string name) : fd_(fd), is_socket_(false), name_(std::move(name)) {
+  struct stat st;
+  is_socket_ = fstat(fd_, &st) == 0 && S_ISSOCK(st.st_mode);
   int fl = fcntl(fd_, F_GETFL);
   if (fl >= 0 && !(fl & O_NONBLOCK)) fcntl(fd_, F_SETFL, fl | O_NONBLOCK);
   int fdfl = fcntl(fd_, F_GETFD);
@@ -35,11 +39,18 @@ IoResult Side::read(void* buf, size_t n) {
 IoResult Side::write(const void* buf, size_t n) {
   if (fd_ < 0) return {IoResult::kDisconnected, 0, EBADF};
   if (n == 0) return {IoResult::kDone, 0, 0};
+  if (is_socket_) return io_op([&] { return ::send(fd_, buf, n, MSG_NOSIGNAL); });
   return io_op([&] { return ::write(fd_, buf, n); });
 }
 
 IoResult Side::writev(const struct iovec* iov, int count) {
   if (fd_ < 0) return {IoResult::kDisconnected, 0, EBADF};
+  if (is_socket_) {
+    msghdr mh{};
+    mh.msg_iov = const_cast<iovec*>(iov);
+    mh.msg_iovlen = static_cast<size_t>(count);
+    return io_op([&] { return ::sendmsg(fd_, &mh, MSG_NOSIGNAL); });
+  }
   return io_op([&] { return ::writev(fd_, iov, count); });
 }
 

@@ -57,6 +57,7 @@ class Side {
 
  private:
   int fd_;
+  bool is_socket_;  // writes use MSG_NOSIGNAL: a gone peer is EPIPE, not SIGPIPE
   std::string name_;
 };
 

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace spindle {
 namespace {
@@ -13,6 +14,8 @@ constexpr size_t kReadBuffer = 256 * 1024;
 // Bodies at least this large are read straight into their own buffer.
 constexpr size_t kDirectRead = 64 * 1024;
 constexpr int kMaxIov = 256;
+// Direct writes closer together than this are coalesced (see send()).
+constexpr int64_t kBurstWindowNs = 10'000;
 // Bound one on_readable() call so that one busy peer cannot starve others.
 constexpr size_t kReadBudget = 8 * 1024 * 1024;
 }  // namespace
@@ -31,14 +34,27 @@ Stream::Stream(std::unique_ptr<Side> rx, std::unique_ptr<Side> tx, std::string n
 Stream::~Stream() = default;
 
 void Stream::disconnect(const std::string& reason) {
-  if (disconnected_) return;
-  disconnected_ = true;
-  queue_.clear();
-  pending_bytes_ = 0;
+  if (disconnected_.exchange(true)) return;
+  {
+    std::lock_guard<std::mutex> lock(tx_mu_);
+    queue_.clear();
+    pending_bytes_ = 0;
+  }
   protocol_->on_disconnect(*this, reason);
   // Closed after the protocol ran, so that it could still read the fds.
+  std::lock_guard<std::mutex> lock(tx_mu_);
   rx_->close();
   if (tx_) tx_->close();
+}
+
+bool Stream::wants_write() const {
+  std::lock_guard<std::mutex> lock(tx_mu_);
+  return !queue_.empty() && !disconnected();
+}
+
+size_t Stream::pending_bytes() const {
+  std::lock_guard<std::mutex> lock(tx_mu_);
+  return pending_bytes_;
 }
 
 void Stream::on_readable() {
@@ -130,19 +146,44 @@ void Stream::finish_body() {
   current_ = Frame{};
 }
 
-bool Stream::send(Frame&& frame) {
-  if (disconnected_) return false;
+Stream::SendResult Stream::send(Frame&& frame, bool write_now) {
+  std::lock_guard<std::mutex> lock(tx_mu_);
+  if (disconnected()) return SendResult::kRejected;
   size_t bytes = kFrameHeaderSize + frame.body.size();
-  if (pending_bytes_ + bytes > max_pending_ && !queue_.empty()) return false;
+  if (pending_bytes_ + bytes > max_pending_ && !queue_.empty()) return SendResult::kRejected;
+  bool was_empty = queue_.empty();
   Pending& p = queue_.emplace_back();
   encode_frame_header(frame, p.header);
   p.body = std::move(frame.body);
   pending_bytes_ += bytes;
-  return true;
+  if (write_now && was_empty) {
+    int64_t now = absl::GetCurrentTimeNanos();
+    if (now - last_direct_write_ns_ >= kBurstWindowNs) {
+      last_direct_write_ns_ = now;
+      IoResult err;
+      if (!write_locked(&err)) write_error_ = err;  // the broker disconnects
+      if (queue_.empty()) return SendResult::kWritten;
+    }
+  }
+  return was_empty ? SendResult::kNeedsFlush : SendResult::kQueued;
 }
 
 void Stream::on_writable() {
-  while (!queue_.empty() && !disconnected_) {
+  IoResult err;
+  bool ok;
+  {
+    std::lock_guard<std::mutex> lock(tx_mu_);
+    ok = write_locked(&err);
+    if (ok && write_error_.kind == IoResult::kDisconnected) {
+      err = write_error_;
+      ok = false;
+    }
+  }
+  if (!ok && !disconnected()) disconnect(describe_disconnect(err));
+}
+
+bool Stream::write_locked(IoResult* error) {
+  while (!queue_.empty() && !disconnected()) {
     iovec iov[kMaxIov];
     int n = 0;
     size_t skip = front_offset_;
@@ -159,10 +200,10 @@ void Stream::on_writable() {
       skip = 0;
     }
     IoResult r = tx()->writev(iov, n);
-    if (r.kind == IoResult::kWouldBlock) return;
+    if (r.kind == IoResult::kWouldBlock) return true;
     if (r.kind == IoResult::kDisconnected) {
-      disconnect(describe_disconnect(r));
-      return;
+      *error = r;
+      return false;
     }
     size_t written = r.bytes;
     pending_bytes_ -= written;
@@ -178,6 +219,7 @@ void Stream::on_writable() {
       }
     }
   }
+  return true;
 }
 
 }  // namespace spindle

@@ -5,10 +5,14 @@
 // of frames not yet written. Frames read are handed to a Protocol; nothing
 // here knows about routing.
 //
-// Thread safety: broker thread only, once the stream is registered with a
-// Broker. The owner calls on_readable()/on_writable() when the poller says
-// so, and asks wants_write() after each call to decide whether to watch the
-// transmit descriptor for writability.
+// Thread safety: the receive path (on_readable, disconnect) is broker thread
+// only, once the stream is registered with a Broker. The transmit path
+// (send, on_writable, wants_write, pending_bytes) may be used from any
+// thread: it is guarded by a mutex, so that a thread sending a message can
+// write it straight to the descriptor when nothing is queued ahead of it,
+// instead of paying for a wake-up of the broker thread. The owner calls
+// on_readable()/on_writable() when the poller says so, and asks
+// wants_write() afterwards to decide whether to watch for writability.
 //
 // Errors: a wrong magic number, an EOF or an I/O error disconnects the
 // stream; the Protocol hears why exactly once. A frame longer than the
@@ -19,7 +23,9 @@
 
 #include <cstdint>
 #include <deque>
+#include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "stream/frame.h"
@@ -52,20 +58,33 @@ class Stream {
   const std::string& name() const { return name_; }
   int rx_fd() const { return rx_->fd(); }
   int tx_fd() const { return tx()->fd(); }
-  bool disconnected() const { return disconnected_; }
+  bool disconnected() const { return disconnected_.load(std::memory_order_acquire); }
 
   // Reads what is available and delivers every complete frame.
   void on_readable();
-  // Writes as much of the transmit queue as the descriptor accepts.
+  // Broker thread only. Writes as much of the transmit queue as the
+  // descriptor accepts; a write error (here or in an earlier send())
+  // disconnects the stream.
   void on_writable();
-  // Queues `frame`; it is written by the next on_writable(), so that frames
-  // sent in one burst leave in one writev(). Returns false (and drops the
-  // frame) when disconnected or when the queue would exceed max_pending.
-  bool send(Frame&& frame);
-  bool wants_write() const { return !queue_.empty() && !disconnected_; }
-  size_t pending_bytes() const { return pending_bytes_; }
 
-  // Closes both sides and tells the Protocol `reason` (once).
+  enum class SendResult {
+    kWritten,     // all of it went to the descriptor
+    kNeedsFlush,  // it waits in the queue, which was empty before: the
+                  // caller must see that on_writable() runs
+    kQueued,      // it waits behind frames whose flush is arranged
+    kRejected,    // disconnected, or the queue would exceed max_pending;
+                  // `frame` is left untouched
+  };
+  // Any thread. Queues `frame`. With `write_now` and nothing queued ahead
+  // it is written at once, unless another frame was written that way in
+  // the last few microseconds: then a burst is under way, and the frames
+  // wait to leave together in one writev() of the next on_writable().
+  SendResult send(Frame&& frame, bool write_now = false);
+  bool wants_write() const;
+  size_t pending_bytes() const;
+
+  // Broker thread only. Closes both sides and tells the Protocol `reason`
+  // (once).
   void disconnect(const std::string& reason);
 
  private:
@@ -76,6 +95,8 @@ class Stream {
   enum class ReadState { kHeader, kBody, kSkip };
 
   Side* tx() const { return tx_ ? tx_.get() : rx_.get(); }
+  // Caller holds tx_mu_. Returns false on a write error, with `error` set.
+  bool write_locked(IoResult* error);
   // Consumes buffered bytes; returns false once disconnected.
   bool parse_buffered();
   void finish_body();
@@ -86,7 +107,7 @@ class Stream {
   Protocol* protocol_;
   size_t max_frame_;
   size_t max_pending_;
-  bool disconnected_ = false;
+  std::atomic<bool> disconnected_{false};
 
   std::string rbuf_;
   size_t rstart_ = 0;
@@ -96,9 +117,12 @@ class Stream {
   size_t body_filled_ = 0;
   uint64_t skip_left_ = 0;
 
-  std::deque<Pending> queue_;
-  size_t front_offset_ = 0;  // bytes of queue_.front() already written
-  size_t pending_bytes_ = 0;
+  mutable std::mutex tx_mu_;
+  std::deque<Pending> queue_;    // guarded by tx_mu_
+  size_t front_offset_ = 0;      // bytes of queue_.front() already written
+  size_t pending_bytes_ = 0;     // guarded by tx_mu_
+  IoResult write_error_{};       // a write error seen off the broker thread
+  int64_t last_direct_write_ns_ = 0;
 };
 
 }  // namespace spindle

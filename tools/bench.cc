@@ -1,1 +1,133 @@
-int main() { return 0; }
+// spindle-bench: one "name value" line per figure, with the names and
+// workloads of ../shared/bench/mitogen_bench.py, so both run side by side
+// on one machine and compare as ratios. See BENCHMARKS.md.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "broker/broker.h"
+#include "latch/latch.h"
+#include "router/context.h"
+#include "router/router.h"
+
+namespace {
+
+void do_nothing() {}
+SPINDLE_REGISTER(do_nothing);
+
+int64_t echo(int64_t x) { return x; }
+SPINDLE_REGISTER(echo);
+
+uint64_t length(std::string_view s) { return s.size(); }
+SPINDLE_REGISTER(length);
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+int env_int(const char* name, int dflt) {
+  const char* v = getenv(name);
+  return v ? atoi(v) : dflt;
+}
+
+void die(const absl::Status& s) {
+  fprintf(stderr, "spindle-bench: %s\n", s.ToString().c_str());
+  exit(1);
+}
+
+template <typename T>
+T check(absl::StatusOr<T> r) {
+  if (!r.ok()) die(r.status());
+  return *std::move(r);
+}
+void check(const absl::Status& s) {
+  if (!s.ok()) die(s);
+}
+
+// Two threads pass a token back and forth through two latches.
+void bench_latch() {
+  const int x = 20000;
+  spindle::Latch<int> ready, l1, l2;
+  auto flip = [&](spindle::Latch<int>& in, spindle::Latch<int>& out) {
+    ready.put(0);
+    for (int i = 0; i < x; ++i) {
+      (void)in.get();
+      out.put(0);
+    }
+  };
+  std::thread a(flip, std::ref(l1), std::ref(l2));
+  std::thread b(flip, std::ref(l2), std::ref(l1));
+  (void)ready.get();
+  (void)ready.get();
+  double t0 = now();
+  l1.put(0);
+  a.join();
+  b.join();
+  printf("latch_roundtrip_us %.1f\n", 1e6 * (now() - t0) / x);
+}
+
+}  // namespace
+
+int main() {
+  bench_latch();
+  spindle::Broker broker;
+  broker.start();
+  spindle::Router router(&broker, {});
+
+  spindle::Context f = check(router.fork());
+  check(f.call(do_nothing));
+  const int n = env_int("N", 5000);
+  double t0 = now();
+  for (int i = 0; i < n; ++i) check(f.call(do_nothing));
+  printf("fork_roundtrip_us %.1f\n", 1e6 * (now() - t0) / n);
+
+  const int k = 20;
+  t0 = now();
+  for (int i = 0; i < k; ++i) {
+    spindle::Context c = check(router.fork());
+    check(c.call(do_nothing));
+    check(c.shutdown(true));
+  }
+  printf("fork_setup_ms %.2f\n", 1e3 * (now() - t0) / k);
+
+  std::string s(64 << 20, ' ');
+  const int it = 5;
+  t0 = now();
+  for (int i = 0; i < it; ++i) {
+    if (check(f.call(length, s)) != s.size()) die(absl::InternalError("wrong length"));
+  }
+  printf("large_msg_MiBps %.0f\n", it * 64 / (now() - t0));
+
+  const int m = 10000;
+  t0 = now();
+  std::vector<spindle::CallHandle<int64_t>> calls;
+  calls.reserve(m);
+  for (int i = 0; i < m; ++i) calls.push_back(f.call_async(echo, i));
+  for (int i = 0; i < m; ++i) {
+    if (check(calls[i].get()) != i) die(absl::InternalError("wrong echo"));
+  }
+  printf("async_calls_per_s %.0f\n", m / (now() - t0));
+
+  std::vector<spindle::Context> kids;
+  for (int i = 0; i < 16; ++i) kids.push_back(check(router.fork()));
+  t0 = now();
+  {
+    std::vector<spindle::CallHandle<void>> pending;
+    spindle::Select sel;
+    for (auto& c : kids) {
+      pending.push_back(c.call_async(do_nothing));
+      sel.add(pending.back().receiver());
+    }
+    for (size_t i = 0; i < kids.size(); ++i) check(check(sel.get(absl::Seconds(30))).message.status());
+  }
+  printf("fanout16_call_ms %.2f\n", 1e3 * (now() - t0));
+  broker.shutdown();
+  broker.join();
+  return 0;
+}
