@@ -19,7 +19,6 @@
 #include <sched.h>
 
 #include <atomic>
-#include <deque>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -126,7 +125,7 @@ class Latch : public LatchBase {
   void put(T item) {
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_) return;
-    queue_.push_back(std::move(item));
+    items_.push_back(std::move(item));
     ready_.store(true, std::memory_order_release);
     wake_one_locked();
   }
@@ -138,10 +137,10 @@ class Latch : public LatchBase {
     }
     absl::Time deadline = timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
     std::unique_lock<std::mutex> lock(mu_);
-    while (queue_.empty()) {
+    while (queued() == 0) {
       if (closed_) return absl::UnavailableError("latch closed");
       if (!sleep_locked(lock, deadline)) {
-        if (!queue_.empty()) break;
+        if (queued() != 0) break;
         return absl::DeadlineExceededError(
             absl::StrCat("nothing arrived within ", absl::FormatDuration(timeout)));
       }
@@ -164,23 +163,31 @@ class Latch : public LatchBase {
   // True when get() would have to wait. Only a hint under concurrency.
   bool empty() {
     std::lock_guard<std::mutex> lock(mu_);
-    return queue_.empty();
+    return queued() == 0;
   }
 
   size_t size() {
     std::lock_guard<std::mutex> lock(mu_);
-    return queue_.size();
+    return queued();
   }
 
  private:
+  size_t queued() const { return items_.size() - head_; }
+
   T pop_locked() {
-    T item = std::move(queue_.front());
-    queue_.pop_front();
-    if (queue_.empty() && !closed_) ready_.store(false, std::memory_order_release);
+    T item = std::move(items_[head_++]);
+    if (head_ == items_.size()) {
+      items_.clear();
+      head_ = 0;
+      if (!closed_) ready_.store(false, std::memory_order_release);
+    }
     return item;
   }
 
-  std::deque<T> queue_;
+  // A FIFO as a vector and a read index: no allocation until the first put
+  // (most latches carry one reply), and the vector is reused once drained.
+  std::vector<T> items_;
+  size_t head_ = 0;
 };
 
 }  // namespace spindle

@@ -2,10 +2,13 @@
 #ifndef SPINDLE_ROUTER_CODEC_H_
 #define SPINDLE_ROUTER_CODEC_H_
 
+#include <algorithm>
 #include <string>
 #include <string_view>
 
 #include <msgpack.hpp>
+
+#include "stream/buffer.h"
 
 namespace spindle {
 
@@ -14,7 +17,10 @@ namespace spindle {
 class StringBuffer {
  public:
   explicit StringBuffer(std::string* out) : out_(out) {}
-  void write(const char* data, size_t n) { out_->append(data, n); }
+  void write(const char* data, size_t n) {
+    if (out_->size() + n > out_->capacity()) reserve_large(out_, std::max(out_->size() + n, 2 * out_->capacity()));
+    out_->append(data, n);
+  }
 
  private:
   std::string* out_;

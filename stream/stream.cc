@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "stream/buffer.h"
 #include "absl/time/clock.h"
 
 namespace spindle {
@@ -111,7 +112,7 @@ bool Stream::parse_buffered() {
           protocol_->on_oversized(*this, current_, length);
           break;
         }
-        current_.body.resize(length);
+        resize_large(&current_.body, length);
         body_filled_ = 0;
         state_ = ReadState::kBody;
         if (length == 0) finish_body();

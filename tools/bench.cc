@@ -72,48 +72,71 @@ void bench_latch() {
   printf("latch_roundtrip_us %.1f\n", 1e6 * (now() - t0) / x);
 }
 
+// With arguments, only the named figures are measured.
+bool wanted(int argc, char** argv, std::string_view name) {
+  if (argc < 2) return true;
+  for (int i = 1; i < argc; ++i) {
+    if (name == argv[i]) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
-int main() {
-  bench_latch();
+int main(int argc, char** argv) {
+  if (wanted(argc, argv, "latch_roundtrip_us")) bench_latch();
   spindle::Broker broker;
   broker.start();
   spindle::Router router(&broker, {});
 
   spindle::Context f = check(router.fork());
   check(f.call(do_nothing));
-  const int n = env_int("N", 5000);
-  double t0 = now();
-  for (int i = 0; i < n; ++i) check(f.call(do_nothing));
-  printf("fork_roundtrip_us %.1f\n", 1e6 * (now() - t0) / n);
-
-  const int k = 20;
-  t0 = now();
-  for (int i = 0; i < k; ++i) {
-    spindle::Context c = check(router.fork());
-    check(c.call(do_nothing));
-    check(c.shutdown(true));
+  double t0;
+  if (wanted(argc, argv, "fork_roundtrip_us")) {
+    const int n = env_int("N", 5000);
+    t0 = now();
+    for (int i = 0; i < n; ++i) check(f.call(do_nothing));
+    printf("fork_roundtrip_us %.1f\n", 1e6 * (now() - t0) / n);
   }
-  printf("fork_setup_ms %.2f\n", 1e3 * (now() - t0) / k);
 
-  std::string s(64 << 20, ' ');
-  const int it = 5;
-  t0 = now();
-  for (int i = 0; i < it; ++i) {
-    if (check(f.call(length, s)) != s.size()) die(absl::InternalError("wrong length"));
+  if (wanted(argc, argv, "fork_setup_ms")) {
+    const int k = 20;
+    t0 = now();
+    for (int i = 0; i < k; ++i) {
+      spindle::Context c = check(router.fork());
+      check(c.call(do_nothing));
+      check(c.shutdown(true));
+    }
+    printf("fork_setup_ms %.2f\n", 1e3 * (now() - t0) / k);
   }
-  printf("large_msg_MiBps %.0f\n", it * 64 / (now() - t0));
 
-  const int m = 10000;
-  t0 = now();
-  std::vector<spindle::CallHandle<int64_t>> calls;
-  calls.reserve(m);
-  for (int i = 0; i < m; ++i) calls.push_back(f.call_async(echo, i));
-  for (int i = 0; i < m; ++i) {
-    if (check(calls[i].get()) != i) die(absl::InternalError("wrong echo"));
+  if (wanted(argc, argv, "large_msg_MiBps")) {
+    std::string s(64 << 20, ' ');
+    const int it = 5;
+    t0 = now();
+    for (int i = 0; i < it; ++i) {
+      if (check(f.call(length, s)) != s.size()) die(absl::InternalError("wrong length"));
+    }
+    printf("large_msg_MiBps %.0f\n", it * 64 / (now() - t0));
   }
-  printf("async_calls_per_s %.0f\n", m / (now() - t0));
 
+  if (wanted(argc, argv, "async_calls_per_s")) {
+    const int m = 10000;
+    t0 = now();
+    std::vector<spindle::CallHandle<int64_t>> calls;
+    calls.reserve(m);
+    for (int i = 0; i < m; ++i) calls.push_back(f.call_async(echo, i));
+    for (int i = 0; i < m; ++i) {
+      if (check(calls[i].get()) != i) die(absl::InternalError("wrong echo"));
+    }
+    printf("async_calls_per_s %.0f\n", m / (now() - t0));
+  }
+
+  if (!wanted(argc, argv, "fanout16_call_ms")) {
+    broker.shutdown();
+    broker.join();
+    return 0;
+  }
   std::vector<spindle::Context> kids;
   for (int i = 0; i < 16; ++i) kids.push_back(check(router.fork()));
   t0 = now();
