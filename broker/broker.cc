@@ -189,19 +189,23 @@ int Broker::next_timeout_ms() const {
 
 void Broker::wait_for_events(int timeout_ms) {
   events_.clear();
-  static const bool broker_spin = getenv("SPINDLE_NO_BROKER_SPIN") == nullptr;
-  if (timeout_ms != 0) {
-    if (broker_spin) latch_internal::spin_until([&] {
-      if (has_deferred_.load(std::memory_order_acquire)) return true;
-      poller_->wait(0, events_);
-      return !events_.empty();
-    });
-    if (!events_.empty() || has_deferred_.load(std::memory_order_acquire)) return;
+  if (timeout_ms == 0) {
+    poller_->wait(0, events_);
+    return;
+  }
+  int64_t started;
+  bool ready = spin_.spin([&] {
+    if (has_deferred_.load(std::memory_order_acquire)) return true;
+    poller_->wait(0, events_);
+    return !events_.empty();
+  }, &started);
+  if (!ready) {
     sleeping_.store(true, std::memory_order_seq_cst);
     if (has_deferred_.load(std::memory_order_seq_cst)) timeout_ms = 0;
+    poller_->wait(timeout_ms, events_);
+    sleeping_.store(false, std::memory_order_relaxed);
   }
-  poller_->wait(timeout_ms, events_);
-  sleeping_.store(false, std::memory_order_relaxed);
+  spin_.finished(started);
 }
 
 void Broker::begin_shutdown() {

@@ -36,6 +36,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
 #include "broker/poller.h"
+#include "latch/latch.h"
 
 namespace spindle {
 
@@ -149,6 +150,7 @@ class Broker {
   std::vector<std::function<bool()>> keep_alives_;
   std::vector<std::function<void()>> stop_hooks_;
   std::vector<PollEvent> events_;
+  latch_internal::SpinPolicy spin_;
   bool shutting_down_ = false;
   absl::Time shutdown_deadline_ = absl::InfiniteFuture();
   bool stop_ = false;

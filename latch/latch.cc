@@ -34,6 +34,11 @@ absl::Duration spin_budget() {
   return budget;
 }
 
+SpinPolicy& thread_spin_policy() {
+  thread_local SpinPolicy policy;
+  return policy;
+}
+
 ThreadWaker& ThreadWaker::current() {
   if (tls_waker == nullptr) {
     (void)&tls_owner;  // Instantiates the owner so its destructor runs.

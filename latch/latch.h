@@ -71,24 +71,44 @@ class ThreadWaker {
 // (0 disables spinning).
 absl::Duration spin_budget();
 
-// Spins for at most spin_budget() until `ready()` is true. Returns ready().
-template <typename F>
-bool spin_until(F&& ready) {
-  if (ready()) return true;
-  const int64_t budget_ns = absl::ToInt64Nanoseconds(spin_budget());
-  if (budget_ns == 0) return false;
-  const int64_t end = absl::GetCurrentTimeNanos() + budget_ns;
-  for (;;) {
-    for (int i = 0; i < 16; ++i) {
-      if (ready()) return true;
-      cpu_relax();
+// Spin-then-sleep for one waiter: a thread's latch waits, or a broker loop.
+// Spinning pays only when what we wait for comes soon. After a wait that
+// lasted well past the spin budget, the next wait sleeps at once, so idle
+// contexts do not burn the CPU that busy ones need; a short wait turns
+// spinning back on.
+class SpinPolicy {
+ public:
+  // Spins for at most spin_budget() until `ready()` is true (or not at all
+  // after a long wait). Returns ready(). Sets *started for finished().
+  template <typename F>
+  bool spin(F&& ready, int64_t* started) {
+    *started = absl::GetCurrentTimeNanos();
+    if (ready()) return true;
+    const int64_t budget_ns = absl::ToInt64Nanoseconds(spin_budget());
+    if (budget_ns == 0 || !enabled_) return false;
+    const int64_t end = *started + budget_ns;
+    for (;;) {
+      for (int i = 0; i < 16; ++i) {
+        if (ready()) return true;
+        cpu_relax();
+      }
+      // Yield rather than only pause: on a machine with fewer cores than
+      // busy threads the thread we wait for may be queued behind us.
+      sched_yield();
+      if (absl::GetCurrentTimeNanos() >= end) return ready();
     }
-    // Yield rather than only pause: on a machine with fewer cores than busy
-    // threads the thread we wait for may be queued behind us.
-    sched_yield();
-    if (absl::GetCurrentTimeNanos() >= end) return ready();
   }
-}
+  // Records how long the wait begun by spin() took in all.
+  void finished(int64_t started) {
+    enabled_ = absl::GetCurrentTimeNanos() - started < 4 * absl::ToInt64Nanoseconds(spin_budget());
+  }
+
+ private:
+  bool enabled_ = true;
+};
+
+// The calling thread's policy for latch waits.
+SpinPolicy& thread_spin_policy();
 
 }  // namespace latch_internal
 
@@ -132,8 +152,11 @@ class Latch : public LatchBase {
 
   // Returns the oldest item, waiting up to `timeout` for one.
   absl::StatusOr<T> get(absl::Duration timeout = absl::InfiniteDuration()) {
-    if (timeout > absl::ZeroDuration()) {
-      latch_internal::spin_until([this] { return ready_.load(std::memory_order_acquire); });
+    int64_t started = 0;
+    latch_internal::SpinPolicy* policy = nullptr;
+    if (timeout > absl::ZeroDuration() && !ready_.load(std::memory_order_acquire)) {
+      policy = &latch_internal::thread_spin_policy();
+      policy->spin([this] { return ready_.load(std::memory_order_acquire); }, &started);
     }
     absl::Time deadline = timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
     std::unique_lock<std::mutex> lock(mu_);
@@ -141,10 +164,12 @@ class Latch : public LatchBase {
       if (closed_) return absl::UnavailableError("latch closed");
       if (!sleep_locked(lock, deadline)) {
         if (queued() != 0) break;
+        if (policy) policy->finished(started);
         return absl::DeadlineExceededError(
             absl::StrCat("nothing arrived within ", absl::FormatDuration(timeout)));
       }
     }
+    if (policy) policy->finished(started);
     return pop_locked();
   }
 
