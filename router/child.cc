@@ -117,6 +117,12 @@ class Dispatcher {
     } catch (const std::exception& e) {
       pack_error_reply(absl::InvalidArgumentError(e.what()), "spindle::ArgumentError", &reply);
     }
+    if (reply.size() > router_->max_message_size()) {
+      pack_error_reply(absl::ResourceExhaustedError(absl::StrCat(
+                           "the result is ", reply.size(), " bytes, more than the maximum message size of ",
+                           router_->max_message_size(), " bytes")),
+                       "spindle::MessageTooLarge", &reply);
+    }
     // [false, ...] marks a failure: the chain's later calls fail with it.
     bool failed = reply.size() > 1 && static_cast<unsigned char>(reply[1]) == 0xc2;
     if (failed && !chain.empty()) failed_chains_.emplace(chain, reply);

@@ -138,11 +138,21 @@ absl::StatusOr<Context> Router::fork(ForkOptions options) {
     names_[*id] = name;
     children_[*id] = child;
   }
+  // Wait until the stream is adopted: in a child context that also means
+  // ADD_ROUTE is queued upward, ahead of anything this thread sends next
+  // (say, the reply that hands the new Context to the master).
   int fd = sv[0];
   uint32_t cid = *id;
-  broker_->defer([this, cid, name, pid, fd] {
+  auto adopted = std::make_shared<Latch<int>>();
+  broker_->defer([this, cid, name, pid, fd, adopted] {
     connect_child(cid, name, pid, std::make_unique<Side>(fd, name), nullptr);
+    adopted->put(0);
   });
+  if (!adopted->get(options.ready_timeout).ok()) {
+    kill(pid, SIGKILL);
+    return absl::UnavailableError(absl::StrCat("forked context '", name, "': the broker of '", this->name(),
+                                               "' did not adopt its stream (is it running?)"));
+  }
   return Context(this, cid, name);
 }
 
