@@ -55,6 +55,9 @@ void Broker::start() {
     loop();
     thread_id_ = std::thread::id();
     running_ = false;
+    // A cork() whose park task will never run now waits on !running_.
+    { std::lock_guard<std::mutex> lock(cork_mu_); }
+    cork_cv_.notify_all();
   });
 }
 
@@ -88,24 +91,27 @@ void Broker::join() {
 }
 
 void Broker::cork() {
-  // Generations, not flags: the broker may not yet have left the previous
-  // cork when the next one starts.
+  // Counted: the broker stays parked until every cork() has its uncork(),
+  // whether corks overlap (two threads forking) or follow each other before
+  // the broker thread has left the previous park.
   std::unique_lock<std::mutex> lock(cork_mu_);
-  uint64_t gen = ++cork_generation_;
+  ++corks_;
+  if (parked_) return;  // and it stays parked while corks_ > 0
   lock.unlock();
-  defer([this, gen] {
+  defer([this] {
     std::unique_lock<std::mutex> l(cork_mu_);
-    parked_generation_ = gen;
+    parked_ = true;
     cork_cv_.notify_all();
-    cork_cv_.wait(l, [this, gen] { return released_generation_ >= gen; });
+    cork_cv_.wait(l, [this] { return corks_ == 0; });
+    parked_ = false;
   });
   lock.lock();
-  cork_cv_.wait(lock, [this, gen] { return parked_generation_ >= gen || !running_; });
+  cork_cv_.wait(lock, [this] { return parked_ || !running_; });
 }
 
 void Broker::uncork() {
   std::lock_guard<std::mutex> lock(cork_mu_);
-  released_generation_ = cork_generation_;
+  if (corks_ > 0) --corks_;
   cork_cv_.notify_all();
 }
 

@@ -16,7 +16,8 @@
 //
 // Corking: cork() parks the broker thread at a known point holding no lock,
 // so that fork() can copy the process in a consistent state; uncork()
-// releases it.
+// releases it. Corks are counted: with several threads corking at once the
+// broker stays parked until the last uncork().
 #ifndef SPINDLE_BROKER_BROKER_H_
 #define SPINDLE_BROKER_BROKER_H_
 
@@ -136,9 +137,8 @@ class Broker {
   // Corking.
   std::mutex cork_mu_;
   std::condition_variable cork_cv_;
-  uint64_t cork_generation_ = 0;
-  uint64_t parked_generation_ = 0;
-  uint64_t released_generation_ = 0;
+  int corks_ = 0;        // cork() calls not yet matched by uncork()
+  bool parked_ = false;  // the broker thread sits in a park task
 
   // Broker-thread state.
   std::unordered_map<int, std::shared_ptr<IoHandler>> handlers_;

@@ -8,24 +8,36 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdint>
 
 namespace spindle {
 namespace {
 
 // One slot per ChildWatcher using the SIGCHLD fallback; the handler writes
 // to every registered pipe, since any of them may own the child that exited.
-// A slot holds the pipe's write end plus one, so that zero means empty.
+// A slot holds the registering process's pid (high 32 bits) and the pipe's
+// write end plus one (low 32 bits), so that zero means empty. The pid is
+// there for fork(): a child inherits this table and the handler, but in the
+// child those fd numbers belong to its own descriptors, so the handler only
+// writes to slots of the process it runs in, and a slot of another process
+// counts as free.
 constexpr int kSlots = 64;
-std::atomic<int> g_sigchld_fds[kSlots];
+std::atomic<uint64_t> g_sigchld_fds[kSlots];
+static_assert(std::atomic<uint64_t>::is_always_lock_free, "used in a signal handler");
 std::atomic<bool> g_handler_installed{false};
+
+uint64_t slot_value(int fd) {
+  return uint64_t{static_cast<uint32_t>(getpid())} << 32 | static_cast<uint32_t>(fd + 1);
+}
 
 void on_sigchld_signal(int) {
   int saved = errno;
+  const uint64_t self = static_cast<uint32_t>(getpid());
   for (auto& slot : g_sigchld_fds) {
-    int fd = slot.load(std::memory_order_relaxed) - 1;
-    if (fd >= 0) {
+    uint64_t v = slot.load(std::memory_order_relaxed);
+    if (v != 0 && v >> 32 == self) {
       char c = 'c';
-      (void)!write(fd, &c, 1);
+      (void)!write(static_cast<int>(v & 0xffffffffu) - 1, &c, 1);
     }
   }
   errno = saved;
@@ -66,7 +78,10 @@ ChildWatcher::~ChildWatcher() {
   for (auto& [pid, child] : children_) {
     if (child.pidfd >= 0) close(child.pidfd);
   }
-  if (sigchld_slot_ >= 0) g_sigchld_fds[sigchld_slot_].store(0);
+  if (sigchld_slot_ >= 0) {
+    uint64_t mine = slot_value(sigchld_pipe_[1]);  // unless another process's
+    g_sigchld_fds[sigchld_slot_].compare_exchange_strong(mine, 0);
+  }
   if (sigchld_pipe_[0] >= 0) {
     close(sigchld_pipe_[0]);
     close(sigchld_pipe_[1]);
@@ -84,9 +99,11 @@ void ChildWatcher::watch(pid_t pid, Broker::ExitHandler on_exit) {
   }
   if (sigchld_pipe_[0] < 0) {
     if (pipe2(sigchld_pipe_, O_CLOEXEC | O_NONBLOCK) == 0) {
+      const uint64_t self = static_cast<uint32_t>(getpid());
       for (int i = 0; i < kSlots; ++i) {
-        int expected = 0;
-        if (g_sigchld_fds[i].compare_exchange_strong(expected, sigchld_pipe_[1] + 1)) {
+        uint64_t expected = g_sigchld_fds[i].load();
+        if (expected != 0 && expected >> 32 == self) continue;  // in use here
+        if (g_sigchld_fds[i].compare_exchange_strong(expected, slot_value(sigchld_pipe_[1]))) {
           sigchld_slot_ = i;
           break;
         }

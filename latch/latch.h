@@ -205,6 +205,11 @@ class Latch : public LatchBase {
       items_.clear();
       head_ = 0;
       if (!closed_) ready_.store(false, std::memory_order_release);
+    } else if (head_ >= 64 && head_ * 2 >= items_.size()) {
+      // A queue that never quite drains would otherwise grow for ever:
+      // drop the consumed half (amortised O(1) per item).
+      items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(head_));
+      head_ = 0;
     }
     return item;
   }

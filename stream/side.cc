@@ -2,16 +2,43 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 namespace spindle {
+namespace {
 
-Side::Side(int fd, std::string name) : fd_(fd), is_socket_(false), name_(std::move(name)) {
+// A write to a pipe whose reader is gone raises SIGPIPE, which kills the
+// process by default, and pipes have no MSG_NOSIGNAL. So SIGPIPE is blocked
+// in this thread for the write, and the one it raised is taken back (when
+// the caller had it blocked already, the caller keeps it).
+template <typename Op>
+IoResult write_without_sigpipe(Op&& op) {
+  sigset_t pipe_set, old;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+  IoResult r = io_op(op);
+  if (r.kind == IoResult::kDisconnected && r.error == EPIPE && !sigismember(&old, SIGPIPE)) {
+    const timespec zero{0, 0};
+    while (sigtimedwait(&pipe_set, nullptr, &zero) < 0 && errno == EINTR) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return r;
+}
+
+}  // namespace
+
+Side::Side(int fd, std::string name) : fd_(fd), is_socket_(false), is_pipe_(false), name_(std::move(name)) {
   struct stat st;
-  is_socket_ = fstat(fd_, &st) == 0 && S_ISSOCK(st.st_mode);
+  if (fstat(fd_, &st) == 0) {
+    is_socket_ = S_ISSOCK(st.st_mode);
+    is_pipe_ = S_ISFIFO(st.st_mode);
+  }
   int fl = fcntl(fd_, F_GETFL);
   if (fl >= 0 && !(fl & O_NONBLOCK)) fcntl(fd_, F_SETFL, fl | O_NONBLOCK);
   int fdfl = fcntl(fd_, F_GETFD);
@@ -40,6 +67,7 @@ IoResult Side::write(const void* buf, size_t n) {
   if (fd_ < 0) return {IoResult::kDisconnected, 0, EBADF};
   if (n == 0) return {IoResult::kDone, 0, 0};
   if (is_socket_) return io_op([&] { return ::send(fd_, buf, n, MSG_NOSIGNAL); });
+  if (is_pipe_) return write_without_sigpipe([&] { return ::write(fd_, buf, n); });
   return io_op([&] { return ::write(fd_, buf, n); });
 }
 
@@ -51,6 +79,7 @@ IoResult Side::writev(const struct iovec* iov, int count) {
     mh.msg_iovlen = static_cast<size_t>(count);
     return io_op([&] { return ::sendmsg(fd_, &mh, MSG_NOSIGNAL); });
   }
+  if (is_pipe_) return write_without_sigpipe([&] { return ::writev(fd_, iov, count); });
   return io_op([&] { return ::writev(fd_, iov, count); });
 }
 

@@ -58,6 +58,7 @@ class Side {
  private:
   int fd_;
   bool is_socket_;  // writes use MSG_NOSIGNAL: a gone peer is EPIPE, not SIGPIPE
+  bool is_pipe_;    // writes block SIGPIPE and take back the one they raise
   std::string name_;
 };
 
