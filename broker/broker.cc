@@ -154,10 +154,26 @@ void Broker::watch_child(pid_t pid, ExitHandler on_exit) {
   child_watcher_->watch(pid, std::move(on_exit));
 }
 
-void Broker::add_flush_hook(std::function<void()> hook) { flush_hooks_.push_back(std::move(hook)); }
-void Broker::add_shutdown_hook(std::function<void()> hook) { shutdown_hooks_.push_back(std::move(hook)); }
-void Broker::add_keep_alive(std::function<bool()> busy) { keep_alives_.push_back(std::move(busy)); }
-void Broker::add_stop_hook(std::function<void()> hook) { stop_hooks_.push_back(std::move(hook)); }
+void Broker::run_here_or_defer(Task task) {
+  if (!running_ || in_broker_thread()) {
+    task();
+  } else {
+    defer(std::move(task));
+  }
+}
+
+void Broker::add_flush_hook(std::function<void()> hook) {
+  run_here_or_defer([this, hook = std::move(hook)]() mutable { flush_hooks_.push_back(std::move(hook)); });
+}
+void Broker::add_shutdown_hook(std::function<void()> hook) {
+  run_here_or_defer([this, hook = std::move(hook)]() mutable { shutdown_hooks_.push_back(std::move(hook)); });
+}
+void Broker::add_keep_alive(std::function<bool()> busy) {
+  run_here_or_defer([this, busy = std::move(busy)]() mutable { keep_alives_.push_back(std::move(busy)); });
+}
+void Broker::add_stop_hook(std::function<void()> hook) {
+  run_here_or_defer([this, hook = std::move(hook)]() mutable { stop_hooks_.push_back(std::move(hook)); });
+}
 
 bool Broker::run_deferred() {
   if (!has_deferred_.load(std::memory_order_acquire)) return false;

@@ -94,16 +94,17 @@ class Broker {
   // Broker thread only. Calls `on_exit` once `pid` (our child) has exited,
   // after reaping it.
   void watch_child(pid_t pid, ExitHandler on_exit);
-  // Broker thread only. `task` runs after every loop iteration that did
-  // work, before the loop may sleep: where batched output gets flushed.
+  // Any thread (registration is passed to the broker thread when it runs).
+  // `hook` runs after every loop iteration that did work, before the loop
+  // may sleep: where batched output gets flushed.
   void add_flush_hook(std::function<void()> hook);
-  // Broker thread only. Hooks run when shutdown begins.
+  // Any thread. Hooks run when shutdown begins.
   void add_shutdown_hook(std::function<void()> hook);
-  // Broker thread only. Shutdown waits while any predicate returns true.
+  // Any thread. Shutdown waits while any predicate returns true.
   void add_keep_alive(std::function<bool()> busy);
-  // Broker thread only. Hooks run, in order, once the loop has stopped, on
-  // the broker thread (a child context exits the process here, even when
-  // its dispatcher is stuck in a call).
+  // Any thread. Hooks run, in order, once the loop has stopped, on the
+  // broker thread (a child context exits the process here, even when its
+  // dispatcher is stuck in a call).
   void add_stop_hook(std::function<void()> hook);
 
   // Debug builds: aborts unless called on the broker thread.
@@ -111,6 +112,9 @@ class Broker {
 
  private:
   void loop();
+  // Runs `task` now when this is the broker thread or none runs yet, else
+  // defers it.
+  void run_here_or_defer(Task task);
   bool run_deferred();
   void run_timers();
   int next_timeout_ms() const;
