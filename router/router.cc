@@ -380,15 +380,21 @@ Router::StreamInfo* Router::info_of(Stream& s) {
 }
 
 void Router::flush() {
-  for (StreamInfo* info : dirty_) {
-    Stream* s = info->stream.get();
-    if (s->disconnected()) continue;
-    s->on_writable();
-    if (s->disconnected()) continue;
-    bool same = s->rx_fd() == s->tx_fd();
-    broker_->set_interest(s->tx_fd(), same, s->wants_write());
+  // A write may disconnect a stream, which may queue DEL_ROUTE on others:
+  // loop until nothing new is dirty. Streams disconnected meanwhile sit in
+  // the graveyard, alive, until the end.
+  while (!dirty_.empty()) {
+    std::vector<StreamInfo*> batch;
+    batch.swap(dirty_);
+    for (StreamInfo* info : batch) {
+      Stream* s = info->stream.get();
+      if (s->disconnected()) continue;
+      s->on_writable();
+      if (s->disconnected()) continue;
+      bool same = s->rx_fd() == s->tx_fd();
+      broker_->set_interest(s->tx_fd(), same, s->wants_write());
+    }
   }
-  dirty_.clear();
   graveyard_.clear();
 }
 
