@@ -2,9 +2,6 @@
 
 #include <cxxabi.h>
 #include <fcntl.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -15,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "router/codec.h"
 #include "router/registry.h"
+#include "stream/buffer.h"
 
 namespace spindle {
 namespace {
@@ -92,6 +90,7 @@ class Dispatcher {
       absl::StatusOr<Message> m = calls.get();
       if (!m.ok()) return;
       handle(*m);
+      recycle_buffer(std::move(m->body));  // the next large call reuses it
     }
   }
 
@@ -158,13 +157,6 @@ class Dispatcher {
 }  // namespace
 
 void run_child_context(ChildSetup setup) {
-#ifdef __GLIBC__
-  // This process is ours: keep freed large message buffers in the heap for
-  // the next message instead of unmapping them (a fresh 64 MiB costs
-  // thousands of page faults; a reused one costs none).
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-#endif
   // Objects live until _exit: nothing is torn down in a child.
   auto* calls = new Latch<Message>();
   std::vector<OutputForwarder*> outputs;

@@ -18,7 +18,14 @@ class StringBuffer {
  public:
   explicit StringBuffer(std::string* out) : out_(out) {}
   void write(const char* data, size_t n) {
-    if (out_->size() + n > out_->capacity()) reserve_large(out_, std::max(out_->size() + n, 2 * out_->capacity()));
+    if (out_->size() + n > out_->capacity()) {
+      size_t want = std::max(out_->size() + n, 2 * out_->capacity());
+      if (want >= kLargeBuffer) {
+        std::string bigger = take_buffer(want);
+        bigger.append(*out_);
+        out_->swap(bigger);
+      }
+    }
     out_->append(data, n);
   }
 

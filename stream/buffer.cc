@@ -4,6 +4,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <mutex>
+
 namespace spindle {
 
 void reserve_large(std::string* s, size_t n) {
@@ -20,9 +22,36 @@ void reserve_large(std::string* s, size_t n) {
 #endif
 }
 
-void resize_large(std::string* s, size_t n) {
-  reserve_large(s, n);
-  s->resize(n);
+namespace {
+std::mutex g_spare_mu;
+std::string* g_spare = nullptr;  // leaked on purpose: usable during exit
+}  // namespace
+
+std::string take_buffer(size_t n) {
+  std::string out;
+  if (n >= kLargeBuffer) {
+    std::lock_guard<std::mutex> lock(g_spare_mu);
+    if (g_spare && g_spare->capacity() >= n) {
+      out.swap(*g_spare);
+      out.clear();
+    }
+  }
+  reserve_large(&out, n);
+  return out;
 }
+
+void recycle_buffer(std::string&& s) {
+  if (s.capacity() < kLargeBuffer) return;
+  std::lock_guard<std::mutex> lock(g_spare_mu);
+  if (!g_spare) g_spare = new std::string();
+  if (s.capacity() > g_spare->capacity()) g_spare->swap(s);
+}
+
+void release_spare_buffer() {
+  std::string old;
+  std::lock_guard<std::mutex> lock(g_spare_mu);
+  if (g_spare) g_spare->swap(old);
+}
+
 
 }  // namespace spindle

@@ -112,7 +112,8 @@ bool Stream::parse_buffered() {
           protocol_->on_oversized(*this, current_, length);
           break;
         }
-        resize_large(&current_.body, length);
+        current_.body = take_buffer(length);
+        current_.body.resize(length);
         body_filled_ = 0;
         state_ = ReadState::kBody;
         if (length == 0) finish_body();
@@ -212,6 +213,7 @@ bool Stream::write_locked(IoResult* error) {
       size_t front_left = kFrameHeaderSize + queue_.front().body.size() - front_offset_;
       if (written >= front_left) {
         written -= front_left;
+        recycle_buffer(std::move(queue_.front().body));
         queue_.pop_front();
         front_offset_ = 0;
       } else {
