@@ -5,16 +5,19 @@
 namespace spindle {
 namespace context_internal {
 
-absl::Status parse_reply(const absl::StatusOr<Message>& reply, const std::string& what,
+std::string CallSite::what() const { return absl::StrCat(fn, "() in context '", context, "' (id ", id, ")"); }
+
+absl::Status parse_reply(const absl::StatusOr<Message>& reply, const CallSite& site,
                          msgpack::object_handle* handle, msgpack::object* result) {
   if (!reply.ok()) {
+    std::string what = site.what();
     return absl::Status(reply.status().code(), absl::StrCat(what, ": ", reply.status().message()));
   }
   try {
     *handle = unpack_view(reply->body);
     const msgpack::object& o = handle->get();
     if (o.type != msgpack::type::ARRAY || o.via.array.size != 2 || o.via.array.ptr[0].type != msgpack::type::BOOLEAN) {
-      return absl::InternalError(absl::StrCat(what, ": malformed reply"));
+      return absl::InternalError(absl::StrCat(site.what(), ": malformed reply"));
     }
     if (o.via.array.ptr[0].via.boolean) {
       *result = o.via.array.ptr[1];
@@ -22,9 +25,10 @@ absl::Status parse_reply(const absl::StatusOr<Message>& reply, const std::string
     }
     auto [code, type, message, ctx] = o.via.array.ptr[1].as<std::tuple<int, std::string, std::string, std::string>>();
     if (code <= 0 || code > 16) code = static_cast<int>(absl::StatusCode::kAborted);
-    return absl::Status(static_cast<absl::StatusCode>(code), absl::StrCat(what, " failed: ", type, ": ", message));
+    return absl::Status(static_cast<absl::StatusCode>(code),
+                        absl::StrCat(site.what(), " failed: ", type, ": ", message));
   } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat(what, ": unreadable reply: ", e.what()));
+    return absl::InternalError(absl::StrCat(site.what(), ": unreadable reply: ", e.what()));
   }
 }
 

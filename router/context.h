@@ -60,16 +60,25 @@ template <typename V>
 using CallResult = std::conditional_t<std::is_void_v<V>, absl::Status, absl::StatusOr<V>>;
 
 namespace context_internal {
+// What a call was, for error messages; they are only built on failure.
+struct CallSite {
+  std::string fn;
+  std::string context;
+  uint32_t id;
+  // "fn() in context 'name' (id N)"
+  std::string what() const;
+};
+
 // Checks a reply: a dead message, or [false, error], becomes a status
-// naming `what`; on success *result points at the result inside `handle`.
-absl::Status parse_reply(const absl::StatusOr<Message>& reply, const std::string& what,
+// naming the call; on success *result points at the result inside `handle`.
+absl::Status parse_reply(const absl::StatusOr<Message>& reply, const CallSite& site,
                          msgpack::object_handle* handle, msgpack::object* result);
 
 template <typename V>
-CallResult<V> decode(const absl::StatusOr<Message>& reply, const std::string& what) {
+CallResult<V> decode(const absl::StatusOr<Message>& reply, const CallSite& site) {
   msgpack::object_handle h;
   msgpack::object result;
-  absl::Status s = parse_reply(reply, what, &h, &result);
+  absl::Status s = parse_reply(reply, site, &h, &result);
   if constexpr (std::is_void_v<V>) {
     return s;
   } else {
@@ -77,7 +86,7 @@ CallResult<V> decode(const absl::StatusOr<Message>& reply, const std::string& wh
     try {
       return result.as<V>();
     } catch (const std::exception& e) {
-      return absl::InternalError(absl::StrCat(what, " returned a value of an unexpected type: ", e.what()));
+      return absl::InternalError(absl::StrCat(site.what(), " returned a value of an unexpected type: ", e.what()));
     }
   }
 }
@@ -105,26 +114,29 @@ std::string pack_call(const std::string& name, const std::string& chain, const A
 template <typename V>
 class CallHandle {
  public:
-  CallHandle(std::unique_ptr<Receiver> rx, std::string what) : rx_(std::move(rx)), what_(std::move(what)) {}
+  CallHandle(std::unique_ptr<Receiver> rx, context_internal::CallSite site)
+      : rx_(std::move(rx)), site_(std::move(site)) {}
   // A call that could not even be sent: get() returns `error`.
-  CallHandle(absl::Status error, std::string what) : error_(std::move(error)), what_(std::move(what)) {}
+  CallHandle(absl::Status error, context_internal::CallSite site)
+      : error_(std::move(error)), site_(std::move(site)) {}
 
   CallResult<V> get(absl::Duration timeout = absl::InfiniteDuration()) {
     if (!error_.ok()) return error_;
-    return context_internal::decode<V>(rx_->get(timeout), what_);
+    return context_internal::decode<V>(rx_->get(timeout), site_);
   }
   // For a Select: the reply arrives here. Null when the call was never sent.
   Receiver* receiver() const { return rx_.get(); }
   // Decodes a reply taken from receiver() by a Select.
   CallResult<V> decode(const absl::StatusOr<Message>& reply) const {
-    return context_internal::decode<V>(reply, what_);
+    return context_internal::decode<V>(reply, site_);
   }
-  const std::string& what() const { return what_; }
+  // "fn() in context 'name' (id N)"
+  std::string what() const { return site_.what(); }
 
  private:
   std::unique_ptr<Receiver> rx_;
   absl::Status error_;
-  std::string what_;
+  context_internal::CallSite site_;
 };
 
 class Context {
@@ -175,11 +187,11 @@ class Context {
 
   template <typename V, typename... A>
   CallHandle<V> start_call(const std::string& name, const std::string& chain, const A&... args) const {
-    std::string what = absl::StrCat(name, "() in ", describe());
-    if (name.empty()) return CallHandle<V>(unregistered_error(), what);
+    context_internal::CallSite site{name, name_, id_};
+    if (name.empty()) return CallHandle<V>(unregistered_error(), std::move(site));
     auto rx = std::make_unique<Receiver>(router_ ? router_ : Router::current(), id_);
     send_call(context_internal::pack_call(name, chain, args...), rx->handle());
-    return CallHandle<V>(std::move(rx), std::move(what));
+    return CallHandle<V>(std::move(rx), std::move(site));
   }
 
  private:

@@ -14,8 +14,7 @@ void Receiver::Core::deliver(Message&& m) {
 Receiver::Receiver(Router* router, uint32_t respondent, Policy policy)
     : router_(router), core_(std::make_shared<Core>()) {
   core_->owner = this;
-  handle_ = router_->add_handler([core = core_](Message&& m) { core->deliver(std::move(m)); },
-                                 respondent, policy);
+  handle_ = router_->add_handler(core_, respondent, policy);
 }
 
 Receiver::~Receiver() {

@@ -50,12 +50,12 @@ class Receiver {
 
  private:
   friend class Select;
-  struct Core {
+  struct Core : MessageSink {
     Latch<Message> latch;
     std::mutex mu;
     Select* select = nullptr;
     Receiver* owner = nullptr;
-    void deliver(Message&& m);
+    void deliver(Message&& m) override;
   };
   Router* router_;
   std::shared_ptr<Core> core_;

@@ -152,20 +152,35 @@ bool Router::send_direct(Message& msg) {
   return true;
 }
 
+namespace {
+class FunctionSink : public MessageSink {
+ public:
+  explicit FunctionSink(Router::Handler fn) : fn_(std::move(fn)) {}
+  void deliver(Message&& m) override { fn_(std::move(m)); }
+
+ private:
+  Router::Handler fn_;
+};
+}  // namespace
+
 uint32_t Router::add_handler(Handler fn, uint32_t respondent, Policy policy) {
+  return add_handler(std::make_shared<FunctionSink>(std::move(fn)), respondent, policy);
+}
+
+uint32_t Router::add_handler(std::shared_ptr<MessageSink> sink, uint32_t respondent, Policy policy) {
   std::lock_guard<std::mutex> lock(handlers_mu_);
   uint32_t h;
   do {
     h = next_handle_++;
     if (next_handle_ == kIsDead) next_handle_ = kFirstDynamicHandle;
   } while (handlers_.contains(h));
-  handlers_.emplace(h, HandlerEntry{std::make_shared<Handler>(std::move(fn)), respondent, policy});
+  handlers_.emplace(h, HandlerEntry{std::move(sink), respondent, policy});
   return h;
 }
 
 void Router::add_fixed_handler(uint32_t handle, Handler fn, Policy policy) {
   std::lock_guard<std::mutex> lock(handlers_mu_);
-  handlers_[handle] = HandlerEntry{std::make_shared<Handler>(std::move(fn)), kNoRespondent, policy};
+  handlers_[handle] = HandlerEntry{std::make_shared<FunctionSink>(std::move(fn)), kNoRespondent, policy};
 }
 
 void Router::del_handler(uint32_t handle) {
@@ -464,21 +479,21 @@ void Router::route_now(Message&& msg, StreamInfo* from) {
 void Router::deliver_local(Message&& msg, StreamInfo* from) {
   if (msg.handle == kAddRoute && from) return handle_add_route(std::move(msg), from);
   if (msg.handle == kDelRoute && from) return handle_del_route(std::move(msg), from);
-  std::shared_ptr<Handler> fn;
+  std::shared_ptr<MessageSink> sink;
   bool refused = false;
   {
     std::lock_guard<std::mutex> lock(handlers_mu_);
     auto it = handlers_.find(msg.handle);
     if (it != handlers_.end()) {
       if (allowed(it->second, msg)) {
-        fn = it->second.fn;
+        sink = it->second.sink;
       } else {
         refused = true;
       }
     }
   }
-  if (fn) {
-    (*fn)(std::move(msg));
+  if (sink) {
+    sink->deliver(std::move(msg));
     return;
   }
   if (msg.is_dead()) return;  // the waiter has gone; nothing to tell
@@ -541,22 +556,22 @@ void Router::handle_del_route(Message&& msg, StreamInfo* from) {
 
 void Router::context_gone(uint32_t id, const std::string& reason, StreamInfo* from) {
   // Wake every local waiter on that context.
-  std::vector<std::shared_ptr<Handler>> waiters;
+  std::vector<std::shared_ptr<MessageSink>> waiters;
   {
     std::lock_guard<std::mutex> lock(handlers_mu_);
     for (auto& [handle, entry] : handlers_) {
-      if (entry.respondent == id) waiters.push_back(entry.fn);
+      if (entry.respondent == id) waiters.push_back(entry.sink);
     }
   }
   std::string cname = context_name(id);
-  for (auto& fn : waiters) {
+  for (auto& sink : waiters) {
     Message dead;
     dead.dst_id = id_;
     dead.src_id = dead.auth_id = id;
     dead.reply_to = kIsDead;
     dead.body = pack_array(static_cast<int>(absl::StatusCode::kUnavailable),
                            absl::StrCat("context '", cname, "' (id ", id, ") disconnected: ", reason));
-    (*fn)(std::move(dead));
+    sink->deliver(std::move(dead));
   }
   // Tell the parent (when the news came from below) and every child stream
   // that talked to it.

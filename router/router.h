@@ -45,6 +45,15 @@ namespace spindle {
 
 class Context;
 
+// Where the messages for one handle go. deliver() runs on the broker
+// thread (or on a sending thread, for messages a context sends itself), so
+// implementations must be thread-safe; it must not block.
+class MessageSink {
+ public:
+  virtual ~MessageSink() = default;
+  virtual void deliver(Message&& m) = 0;
+};
+
 // Who may send to a handler.
 enum class Policy {
   kAny,          // any context
@@ -91,6 +100,8 @@ class Router : public Stream::Protocol {
   // Any thread. Registers `fn` under a new handle and returns it. When
   // `respondent` disconnects, `fn` receives a dead message saying so.
   uint32_t add_handler(Handler fn, uint32_t respondent = kNoRespondent, Policy policy = Policy::kAny);
+  uint32_t add_handler(std::shared_ptr<MessageSink> sink, uint32_t respondent = kNoRespondent,
+                       Policy policy = Policy::kAny);
   // Any thread. Registers `fn` under a fixed handle.
   void add_fixed_handler(uint32_t handle, Handler fn, Policy policy);
   // Any thread. Later messages to `handle` get a dead reply.
@@ -139,7 +150,7 @@ class Router : public Stream::Protocol {
 
  private:
   struct HandlerEntry {
-    std::shared_ptr<Handler> fn;  // shared: called outside the lock
+    std::shared_ptr<MessageSink> sink;  // shared: called outside the lock
     uint32_t respondent;
     Policy policy;
   };

@@ -27,16 +27,27 @@ std::mutex g_spare_mu;
 std::string* g_spare = nullptr;  // leaked on purpose: usable during exit
 }  // namespace
 
-std::string take_buffer(size_t n) {
+// The spare buffer, if it can hold `n` bytes; else an empty string.
+std::string take_spare(size_t n) {
   std::string out;
   if (n >= kLargeBuffer) {
     std::lock_guard<std::mutex> lock(g_spare_mu);
-    if (g_spare && g_spare->capacity() >= n) {
-      out.swap(*g_spare);
-      out.clear();
-    }
+    if (g_spare && g_spare->capacity() >= n) out.swap(*g_spare);
   }
+  return out;
+}
+
+std::string take_buffer(size_t n) {
+  std::string out = take_spare(n);
+  out.clear();
   reserve_large(&out, n);
+  return out;
+}
+
+std::string take_filled_buffer(size_t n) {
+  std::string out = take_spare(n);
+  if (out.size() < n) reserve_large(&out, n);
+  out.resize(n);  // shrinking writes nothing; only growth zero-fills
   return out;
 }
 

@@ -23,6 +23,11 @@ void reserve_large(std::string* s, size_t n);
 // spare large buffer when it fits, else a new one from reserve_large().
 std::string take_buffer(size_t n);
 
+// Any thread. A string of exactly `n` bytes whose contents are unspecified
+// (to be overwritten): from the spare buffer when it fits, which spares
+// the zero-filling of a fresh one.
+std::string take_filled_buffer(size_t n);
+
 // Any thread. Keeps `s` as the spare buffer when it is large (one spare at
 // most, the largest seen), so that a stream of large messages reuses memory
 // that is already mapped instead of faulting in fresh pages each time.

@@ -112,8 +112,7 @@ bool Stream::parse_buffered() {
           protocol_->on_oversized(*this, current_, length);
           break;
         }
-        current_.body = take_buffer(length);
-        current_.body.resize(length);
+        current_.body = take_filled_buffer(length);
         body_filled_ = 0;
         state_ = ReadState::kBody;
         if (length == 0) finish_body();
