@@ -197,11 +197,20 @@ void run_child_context(ChildSetup setup) {
     }
     return false;
   });
+  uint32_t ready_handle = setup.ready_handle;
+  uint32_t parent_id = setup.parent_ids.empty() ? kMasterId : setup.parent_ids.back();
   auto rx = setup.rx.release();
   auto tx = setup.tx.release();
   broker->defer([=] {
     router->connect_parent(std::unique_ptr<Side>(rx), std::unique_ptr<Side>(tx));
     router->on_parent_lost([broker](const std::string&) { broker->shutdown(); });
+    if (ready_handle != kNoHandle) {
+      Message hello;
+      hello.dst_id = parent_id;
+      hello.src_id = hello.auth_id = router->id();
+      hello.handle = ready_handle;
+      router->route(std::move(hello));
+    }
     for (OutputForwarder* o : outputs) {
       broker->watch(o->fd(), true, false, [o](const PollEvent&) { o->on_readable(); });
     }

@@ -27,6 +27,9 @@ struct ChildSetup {
   // Forward this process's stdout/stderr (fds 1 and 2) to the master as
   // log records, through pipes that replace them.
   bool capture_stdio = true;
+  // Handle in the parent that waits for the child to say it is ready
+  // (kNoHandle: none).
+  uint32_t ready_handle = kNoHandle;
 };
 
 // Starts a Broker and Router for the child, then runs the dispatcher on the

@@ -9,11 +9,13 @@
 // every inherited descriptor but stdio and its end of the new socketpair,
 // and starts a fresh Broker and Router (the equivalent of gevent's reinit).
 //
-// Why a ready byte: the child writes one byte on the socket once its router
-// exists, and fork() waits for it, so when fork() returns the child is
-// known to be alive and able to receive calls; a child that dies during
-// start-up is reported here, with its exit status, instead of as a
-// mysterious disconnect later (aiotools' afork does the same).
+// Why a ready message: the child sends one to a handle the parent made
+// before fork(), once its router is connected, and fork() waits for it. So
+// when fork() returns the child is known to be alive and able to receive
+// calls; a child that dies during start-up is reported here instead of as
+// a mysterious disconnect later (aiotools' afork does the same). The
+// parent adopts the stream while its broker is still corked, so the whole
+// start-up costs the broker one wake-up.
 #include <errno.h>
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -32,10 +34,14 @@
 #include "broker/child_watcher.h"
 #include "router/child.h"
 #include "router/context.h"
+#include "router/receiver.h"
 #include "router/router.h"
 
 namespace spindle {
 namespace {
+
+// Free heap above which fork() first returns free pages to the kernel.
+constexpr size_t kTrimAbove = 4 << 20;
 
 void close_inherited_fds(int keep) {
   auto close_from_to = [](unsigned lo, unsigned hi) {
@@ -52,23 +58,6 @@ void close_inherited_fds(int keep) {
   close_from_to(static_cast<unsigned>(keep) + 1, ~0u);
 }
 
-// Waits for the child's ready byte. Returns false if it never came.
-bool wait_ready(int fd, absl::Duration timeout) {
-  absl::Time deadline = absl::Now() + timeout;
-  for (;;) {
-    int ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
-    if (ms < 0) return false;
-    pollfd p{fd, POLLIN, 0};
-    int n = poll(&p, 1, ms);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    char c;
-    ssize_t r = read(fd, &c, 1);
-    if (r < 0 && errno == EINTR) continue;
-    return r == 1 && c == 'R';
-  }
-}
-
 }  // namespace
 
 absl::StatusOr<Context> Router::fork(ForkOptions options) {
@@ -77,7 +66,8 @@ absl::StatusOr<Context> Router::fork(ForkOptions options) {
   }
   absl::StatusOr<uint32_t> id = allocate_id();
   if (!id.ok()) return id.status();
-  std::string name = options.name.empty() ? absl::StrCat("fork.", *id) : options.name;
+  const uint32_t cid = *id;
+  std::string name = options.name.empty() ? absl::StrCat("fork.", cid) : options.name;
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     return absl::UnavailableError(absl::StrCat("fork of '", name, "': socketpair: ", strerror(errno)));
@@ -91,13 +81,15 @@ absl::StatusOr<Context> Router::fork(ForkOptions options) {
   }
   std::vector<uint32_t> parents = parent_ids_;
   parents.push_back(id_);
+  // Created before fork() so that the child knows where to say "ready".
+  Receiver ready(this, cid);
   fflush(nullptr);  // else buffered output would be written twice
 #ifdef __GLIBC__
-  // Free heap pages go back to the kernel first: otherwise the child's
-  // malloc, consolidating free chunks it inherited, copies every page they
-  // sit on (after 10,000 calls in flight, milliseconds of copy-on-write
-  // faults before the child's first call).
-  malloc_trim(0);
+  // Free heap pages go back to the kernel first when there are many:
+  // otherwise the child's malloc, consolidating free chunks it inherited,
+  // copies every page they sit on (after 10,000 calls in flight,
+  // milliseconds of copy-on-write faults before the child's first call).
+  if (mallinfo2().fordblks > kTrimAbove) malloc_trim(0);
 #endif
   broker_->cork();
   pid_t pid = ::fork();
@@ -105,53 +97,41 @@ absl::StatusOr<Context> Router::fork(ForkOptions options) {
     latch_internal::ThreadWaker::forget_after_fork();
     close_inherited_fds(sv[1]);
     ChildSetup setup;
-    setup.id = *id;
+    setup.id = cid;
     setup.name = name;
     setup.parent_ids = std::move(parents);
     setup.router_options = options_;
     setup.rx = std::make_unique<Side>(sv[1], "parent");
-    char ready = 'R';
-    (void)!write(sv[1], &ready, 1);
+    setup.ready_handle = ready.handle();
     run_child_context(std::move(setup));
   }
   int fork_errno = errno;
-  broker_->uncork();
-  close(sv[1]);
   if (pid < 0) {
+    broker_->uncork();
     close(sv[0]);
+    close(sv[1]);
     return absl::UnavailableError(absl::StrCat("fork of '", name, "': ", strerror(fork_errno)));
   }
-  if (!wait_ready(sv[0], options.ready_timeout)) {
-    close(sv[0]);
-    kill(pid, SIGKILL);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    return absl::UnavailableError(absl::StrCat("forked context '", name, "' (pid ", pid,
-                                               ") did not become ready; exit status ",
-                                               decode_wait_status(status)));
-  }
-  auto child = std::make_shared<ChildProcess>();
-  child->pid = pid;
+  close(sv[1]);
   {
+    auto child = std::make_shared<ChildProcess>();
+    child->pid = pid;
     std::lock_guard<std::mutex> lock(names_mu_);
-    names_[*id] = name;
-    children_[*id] = child;
+    names_[cid] = name;
+    children_[cid] = child;
   }
-  // Wait until the stream is adopted: in a child context that also means
-  // ADD_ROUTE is queued upward, ahead of anything this thread sends next
-  // (say, the reply that hands the new Context to the master).
+  // Queued while the broker is still parked, so it adopts the stream as
+  // soon as it is released, without another wake-up.
   int fd = sv[0];
-  uint32_t cid = *id;
-  auto adopted = std::make_shared<Latch<int>>();
-  broker_->defer([this, cid, name, pid, fd, adopted] {
+  broker_->defer([this, cid, name, pid, fd] {
     connect_child(cid, name, pid, std::make_unique<Side>(fd, name), nullptr);
-    adopted->put(0);
   });
-  if (!adopted->get(options.ready_timeout).ok()) {
-    kill(pid, SIGKILL);
-    return absl::UnavailableError(absl::StrCat("forked context '", name, "': the broker of '", this->name(),
-                                               "' did not adopt its stream (is it running?)"));
+  broker_->uncork();
+  absl::StatusOr<Message> hello = ready.get(options.ready_timeout);
+  if (!hello.ok()) {
+    kill(pid, SIGKILL);  // the broker reaps it
+    return absl::UnavailableError(absl::StrCat("forked context '", name, "' (pid ", pid,
+                                               ") did not become ready: ", hello.status().message()));
   }
   return Context(this, cid, name);
 }
