@@ -47,14 +47,7 @@ absl::Status Context::unregistered_error() const {
 }
 
 void Context::send_call(std::string body, uint32_t reply_to) const {
-  Router* r = router_ ? router_ : Router::current();
-  Message m;
-  m.dst_id = id_;
-  m.src_id = m.auth_id = r->id();
-  m.handle = kCallFunction;
-  m.reply_to = reply_to;
-  m.body = std::move(body);
-  r->route(std::move(m));
+  Sender(router_ ? router_ : Router::current(), id_, kCallFunction).send(std::move(body), reply_to);
 }
 
 absl::Status Context::shutdown(bool wait, absl::Duration timeout) const {

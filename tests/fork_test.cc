@@ -44,6 +44,7 @@
 #include "router/message.h"
 #include "router/receiver.h"
 #include "router/router.h"
+#include "tests/log_capture.h"
 
 // ---- Functions the children run (registered under their spelled names). ----
 
@@ -197,58 +198,6 @@ template <typename T>
 // Evaluates `expr` once; more context may be streamed after it.
 #define ASSERT_OK(expr) ASSERT_PRED_FORMAT1(IsOk, expr)
 
-// Collects log records from any thread; wait_for() blocks until one matches.
-class LogCapture {
- public:
-  LogSink sink() {
-    return [this](const LogRecord& r) {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        records_.push_back(r);
-      }
-      arrived_.put(0);
-    };
-  }
-
-  std::optional<LogRecord> find(const std::function<bool(const LogRecord&)>& pred) {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (const LogRecord& r : records_) {
-      if (pred(r)) return r;
-    }
-    return std::nullopt;
-  }
-
-  std::optional<LogRecord> wait_for(const std::function<bool(const LogRecord&)>& pred,
-                                    absl::Duration timeout = kDeadline) {
-    absl::Time deadline = absl::Now() + timeout;
-    for (;;) {
-      if (auto r = find(pred)) return r;
-      absl::Duration left = deadline - absl::Now();
-      if (left <= absl::ZeroDuration()) return std::nullopt;
-      (void)arrived_.get(left);
-    }
-  }
-
-  // The first record from `context` and `source` whose text contains `needle`.
-  std::optional<LogRecord> wait_for_text(const std::string& context, const std::string& source,
-                                         const std::string& needle) {
-    return wait_for([&](const LogRecord& r) {
-      return r.context == context && r.source == source && r.text.find(needle) != std::string::npos;
-    });
-  }
-
-  std::string dump() {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::string out;
-    for (const LogRecord& r : records_) absl::StrAppend(&out, format_log_record(r), "\n");
-    return out;
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<LogRecord> records_;
-  Latch<int> arrived_;
-};
 
 // Number of open descriptors of this process.
 int count_fds() {

@@ -18,6 +18,7 @@
 #include "router/codec.h"
 #include "router/receiver.h"
 #include "router/router.h"
+#include "tests/log_capture.h"
 
 namespace spindle {
 namespace {
@@ -26,36 +27,6 @@ using ::testing::HasSubstr;
 
 constexpr absl::Duration kDeadline = absl::Seconds(5);
 
-// Collects log records from any thread; wait_for() blocks until one matches.
-class LogCapture {
- public:
-  LogSink sink() {
-    return [this](const LogRecord& r) {
-      std::lock_guard<std::mutex> lock(mu_);
-      records_.push_back(r);
-      arrived_.put(0);
-    };
-  }
-  bool wait_for(const std::string& needle, absl::Duration timeout = kDeadline) {
-    absl::Time deadline = absl::Now() + timeout;
-    for (;;) {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        for (auto& r : records_) {
-          if (r.text.find(needle) != std::string::npos) return true;
-        }
-      }
-      absl::Duration left = deadline - absl::Now();
-      if (left <= absl::ZeroDuration()) return false;
-      (void)arrived_.get(left);
-    }
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<LogRecord> records_;
-  Latch<int> arrived_;
-};
 
 // Runs `fn` on `broker`'s thread and waits for it.
 void on_broker(Broker& broker, std::function<void()> fn) {
@@ -207,7 +178,7 @@ TEST_F(Tree, ForgedAuthIdIsDroppedAndLogged) {
   Message forged = make(kMasterId, *c.router, h, "forged");
   forged.auth_id = 2;  // child 1 pretends to act for child 2
   c.router->route(std::move(forged));
-  EXPECT_TRUE(log_.wait_for("claiming to act for context 2"));
+  EXPECT_TRUE(log_.saw("claiming to act for context 2"));
   // The honest message that follows on the same stream arrives; the forged
   // one did not.
   c.router->route(make(kMasterId, *c.router, h, "honest"));
@@ -334,7 +305,7 @@ TEST_F(Tree, OversizedFrameIsSkippedAndSenderTold) {
   EXPECT_EQ(dead.handle, 4321u);
   Message dm(std::move(dead));
   EXPECT_TRUE(absl::IsResourceExhausted(dm.dead_status())) << dm.dead_status();
-  EXPECT_TRUE(log_.wait_for("exceeds the maximum"));
+  EXPECT_TRUE(log_.saw("exceeds the maximum"));
   EXPECT_LT(rss_kib() - rss_before, 64 * 1024) << "the claimed size must not be allocated";
   close(raw);
   EXPECT_TRUE(got.empty());
@@ -374,7 +345,7 @@ TEST_F(Tree, UnidirectionalModeForbidsSiblings) {
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(absl::IsPermissionDenied(r.status())) << r.status();
   EXPECT_FALSE(called);
-  EXPECT_TRUE(log_.wait_for("unidirectional"));
+  EXPECT_TRUE(log_.saw("unidirectional"));
 }
 
 TEST_F(Tree, SiblingsTalkWhenNotUnidirectional) {

@@ -40,9 +40,6 @@
 namespace spindle {
 namespace {
 
-// Free heap above which fork() first returns free pages to the kernel.
-constexpr size_t kTrimAbove = 4 << 20;
-
 void close_inherited_fds(int keep) {
   auto close_from_to = [](unsigned lo, unsigned hi) {
     if (lo > hi) return;
@@ -85,11 +82,11 @@ absl::StatusOr<Context> Router::fork(ForkOptions options) {
   Receiver ready(this, cid);
   fflush(nullptr);  // else buffered output would be written twice
 #ifdef __GLIBC__
-  // Free heap pages go back to the kernel first when there are many:
-  // otherwise the child's malloc, consolidating free chunks it inherited,
-  // copies every page they sit on (after 10,000 calls in flight,
-  // milliseconds of copy-on-write faults before the child's first call).
-  if (mallinfo2().fordblks > kTrimAbove) malloc_trim(0);
+  // Free heap pages go back to the kernel first: otherwise the child's
+  // malloc, consolidating free chunks it inherited, copies every page they
+  // sit on (after 10,000 calls in flight, milliseconds of copy-on-write
+  // faults before the child's first call). Cheap when little is free.
+  malloc_trim(0);
 #endif
   broker_->cork();
   pid_t pid = ::fork();
