@@ -29,7 +29,7 @@ Stream::Stream(std::unique_ptr<Side> rx, std::unique_ptr<Side> tx, std::string n
       protocol_(protocol),
       max_frame_(max_frame),
       max_pending_(max_pending) {
-  rbuf_.resize(kReadBuffer);
+  rbuf_.reset(new char[kReadBuffer]);
 }
 
 Stream::~Stream() = default;
@@ -73,12 +73,12 @@ void Stream::on_readable() {
       }
     } else {
       if (rstart_ == rend_) rstart_ = rend_ = 0;
-      if (rend_ == rbuf_.size()) {
-        std::memmove(rbuf_.data(), rbuf_.data() + rstart_, rend_ - rstart_);
+      if (rend_ == kReadBuffer) {
+        std::memmove(rbuf_.get(), rbuf_.get() + rstart_, rend_ - rstart_);
         rend_ -= rstart_;
         rstart_ = 0;
       }
-      r = rx_->read(rbuf_.data() + rend_, rbuf_.size() - rend_);
+      r = rx_->read(rbuf_.get() + rend_, kReadBuffer - rend_);
       if (r.kind == IoResult::kDone) {
         rend_ += r.bytes;
         budget -= std::min(budget, r.bytes);
@@ -99,7 +99,7 @@ bool Stream::parse_buffered() {
         if (have < kFrameHeaderSize) return true;
         uint32_t length;
         current_ = Frame{};
-        if (!decode_frame_header(rbuf_.data() + rstart_, &current_, &length)) {
+        if (!decode_frame_header(rbuf_.get() + rstart_, &current_, &length)) {
           disconnect(absl::StrCat("corrupt stream from ", name_, ": bad frame magic 0x",
                                   absl::Hex(static_cast<unsigned char>(rbuf_[rstart_])),
                                   absl::Hex(static_cast<unsigned char>(rbuf_[rstart_ + 1]))));
@@ -121,7 +121,7 @@ bool Stream::parse_buffered() {
       case ReadState::kBody: {
         size_t n = std::min(have, current_.body.size() - body_filled_);
         if (n == 0) return true;
-        std::memcpy(current_.body.data() + body_filled_, rbuf_.data() + rstart_, n);
+        std::memcpy(current_.body.data() + body_filled_, rbuf_.get() + rstart_, n);
         rstart_ += n;
         body_filled_ += n;
         if (body_filled_ == current_.body.size()) finish_body();

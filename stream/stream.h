@@ -109,7 +109,9 @@ class Stream {
   size_t max_pending_;
   std::atomic<bool> disconnected_{false};
 
-  std::string rbuf_;
+  // Not zero-filled: a stream that only ever carries small messages touches
+  // one page of it, not 64 (which matters most right after fork()).
+  std::unique_ptr<char[]> rbuf_;
   size_t rstart_ = 0;
   size_t rend_ = 0;
   ReadState state_ = ReadState::kHeader;
