@@ -141,13 +141,10 @@ bool Router::send_direct(Message& msg) {
     }
   }
   // The rest waits for writability, which only the broker can watch for.
+  // By pointer: the stream may have gone before this runs.
   broker_->defer([this, stream] {
-    for (auto& [s, info] : streams_) {
-      if (s == stream) {
-        dirty_.push_back(info.get());
-        return;
-      }
-    }
+    auto it = streams_.find(stream);
+    if (it != streams_.end()) dirty_.push_back(it->second.get());
   });
   return true;
 }

@@ -40,10 +40,4 @@ void recycle_buffer(std::string&& s) {
   if (s.capacity() > g_spare->capacity()) g_spare->swap(s);
 }
 
-void release_spare_buffer() {
-  std::string old;
-  std::lock_guard<std::mutex> lock(g_spare_mu);
-  if (g_spare) g_spare->swap(old);
-}
-
 }  // namespace spindle

@@ -29,9 +29,6 @@ std::string take_filled_buffer(size_t n);
 // most, the largest seen).
 void recycle_buffer(std::string&& s);
 
-// Any thread. Frees the spare buffer.
-void release_spare_buffer();
-
 }  // namespace spindle
 
 #endif  // SPINDLE_STREAM_BUFFER_H_
