@@ -11,6 +11,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "router/codec.h"
+#include "router/output_forwarder.h"
 #include "router/registry.h"
 #include "stream/buffer.h"
 
@@ -24,52 +25,6 @@ std::string demangle(const char* name) {
   free(d);
   return out;
 }
-
-// Reads one of the child's output pipes and forwards whole lines.
-class OutputForwarder {
- public:
-  OutputForwarder(Router* router, int fd, const char* source) : router_(router), fd_(fd), source_(source) {}
-
-  bool open() const { return fd_ >= 0; }
-  int fd() const { return fd_; }
-
-  // Broker thread.
-  void on_readable() {
-    char buf[16384];
-    for (;;) {
-      ssize_t n = read(fd_, buf, sizeof buf);
-      if (n > 0) {
-        pending_.append(buf, static_cast<size_t>(n));
-        emit_lines();
-        continue;
-      }
-      if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-      if (!pending_.empty()) emit(std::move(pending_));
-      pending_.clear();
-      router_->broker()->unwatch(fd_);
-      close(fd_);
-      fd_ = -1;
-      return;
-    }
-  }
-
- private:
-  void emit_lines() {
-    size_t start = 0;
-    for (size_t nl; (nl = pending_.find('\n', start)) != std::string::npos; start = nl + 1) {
-      emit(pending_.substr(start, nl - start));
-    }
-    pending_.erase(0, start);
-  }
-  void emit(std::string line) {
-    router_->log(LogRecord{router_->name(), source_, LogLevel::kInfo, std::move(line)});
-  }
-
-  Router* router_;
-  int fd_;
-  const char* source_;
-  std::string pending_;
-};
 
 // Replaces fd `target` with the write end of a new pipe; returns the read end.
 int capture_fd(int target) {
@@ -168,8 +123,8 @@ void run_child_context(ChildSetup setup) {
     fflush(nullptr);
     int out = capture_fd(1);
     int err = capture_fd(2);
-    if (out >= 0) outputs.push_back(new OutputForwarder(router, out, "stdout"));
-    if (err >= 0) outputs.push_back(new OutputForwarder(router, err, "stderr"));
+    if (out >= 0) outputs.push_back(new OutputForwarder(router, out, setup.name, "stdout"));
+    if (err >= 0) outputs.push_back(new OutputForwarder(router, err, setup.name, "stderr"));
     setvbuf(stdout, nullptr, _IOLBF, 0);
   }
   router->add_fixed_handler(kCallFunction, [calls](Message&& m) { calls->put(std::move(m)); },
@@ -211,9 +166,7 @@ void run_child_context(ChildSetup setup) {
       hello.handle = ready_handle;
       router->route(std::move(hello));
     }
-    for (OutputForwarder* o : outputs) {
-      broker->watch(o->fd(), true, false, [o](const PollEvent&) { o->on_readable(); });
-    }
+    for (OutputForwarder* o : outputs) o->watch();
   });
   broker->start();
   Dispatcher(router).run(*calls);

@@ -312,7 +312,7 @@ void Router::connect_parent(std::unique_ptr<Side> rx, std::unique_ptr<Side> tx) 
 }
 
 void Router::connect_child(uint32_t id, const std::string& name, pid_t pid, std::unique_ptr<Side> rx,
-                           std::unique_ptr<Side> tx) {
+                           std::unique_ptr<Side> tx, std::string already_read) {
   broker_->assert_broker_thread();
   auto info = std::make_unique<StreamInfo>();
   info->peer_id = id;
@@ -363,6 +363,7 @@ void Router::connect_child(uint32_t id, const std::string& name, pid_t pid, std:
     m.body = pack_array(id, name);
     route_now(std::move(m), nullptr);
   }
+  if (!already_read.empty()) raw->stream->on_already_read(already_read);
 }
 
 void Router::add_stream(std::unique_ptr<StreamInfo> info) {

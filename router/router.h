@@ -44,6 +44,10 @@
 namespace spindle {
 
 class Context;
+struct LocalOptions;
+struct SudoOptions;
+struct SuOptions;
+struct SshOptions;
 
 // Where the messages for one handle go. deliver() runs on the broker
 // thread (or on a sending thread, for messages a context sends itself), so
@@ -91,6 +95,7 @@ class Router : public Stream::Protocol {
   Broker* broker() const { return broker_; }
   size_t max_message_size() const { return options_.max_message_size; }
   bool is_master() const { return id_ == kMasterId; }
+  bool unidirectional() const { return options_.unidirectional; }
   // Ancestors, nearest last; empty in the master.
   const std::vector<uint32_t>& parent_ids() const { return parent_ids_; }
 
@@ -118,6 +123,17 @@ class Router : public Stream::Protocol {
   // returns.
   absl::StatusOr<Context> fork(ForkOptions options = {});
 
+  // Any thread but the broker's. Contexts started through the bootstrap
+  // (transports/bootstrap.h: the first stage, the agent upload, the ready
+  // handshake): a fresh local process, another user through sudo or su, a
+  // host over SSH. Options, including `via`, are in transports/options.h;
+  // the errors in transports/bootstrap.h. The program must call
+  // run_agent_if_requested() (transports/agent.h) at the top of main().
+  absl::StatusOr<Context> local(const LocalOptions& options);
+  absl::StatusOr<Context> sudo(const SudoOptions& options);
+  absl::StatusOr<Context> su(const SuOptions& options);
+  absl::StatusOr<Context> ssh(const SshOptions& options);
+
   // Any thread but the broker's. Asks context `id` to shut down; with
   // `wait`, waits up to `timeout` for its process to exit (for contexts
   // this router started) or for its route to go.
@@ -143,8 +159,9 @@ class Router : public Stream::Protocol {
   void connect_parent(std::unique_ptr<Side> rx, std::unique_ptr<Side> tx);
   // Broker thread only. Adopts a stream to a new child context `id`,
   // running as process `pid` (or -1), and announces its route upward.
+  // `already_read`: bytes of the stream read before it was adopted.
   void connect_child(uint32_t id, const std::string& name, pid_t pid, std::unique_ptr<Side> rx,
-                     std::unique_ptr<Side> tx);
+                     std::unique_ptr<Side> tx, std::string already_read = {});
   // Broker thread only. `fn` runs when the parent stream goes.
   void on_parent_lost(std::function<void(const std::string& reason)> fn);
 

@@ -91,6 +91,17 @@ void Stream::on_readable() {
   }
 }
 
+void Stream::on_already_read(std::string_view bytes) {
+  while (!bytes.empty() && !disconnected_) {
+    if (rstart_ == rend_) rstart_ = rend_ = 0;
+    size_t n = std::min(bytes.size(), kReadBuffer - rend_);
+    std::memcpy(rbuf_.get() + rend_, bytes.data(), n);
+    rend_ += n;
+    bytes.remove_prefix(n);
+    if (!parse_buffered()) return;
+  }
+}
+
 bool Stream::parse_buffered() {
   while (!disconnected_) {
     size_t have = rend_ - rstart_;

@@ -27,6 +27,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 #include "stream/frame.h"
 #include "stream/side.h"
@@ -62,6 +63,10 @@ class Stream {
 
   // Reads what is available and delivers every complete frame.
   void on_readable();
+  // Broker thread only, before the first on_readable(). Takes bytes of the
+  // stream that were read before it existed (the bootstrap reads past the
+  // agent's marker into its first frames) and delivers their frames.
+  void on_already_read(std::string_view bytes);
   // Broker thread only. Writes as much of the transmit queue as the
   // descriptor accepts; a write error (here or in an earlier send())
   // disconnects the stream.

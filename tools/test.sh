@@ -4,6 +4,8 @@
 # tests (latch, broker, router) under ThreadSanitizer.
 # SANITIZERS=0 skips the sanitizer builds.
 set -eu
+# The transport tests create users, a sudo rule and sshd servers: root.
+[ "$(id -u)" = 0 ] || exec sudo -E "$0" "$@"
 cd "$(dirname "$0")/.."
 tools/setup.sh
 JOBS=$(nproc)

@@ -1,0 +1,605 @@
+// Contexts started through the bootstrap: local, sudo/su, ssh through the
+// OpenSSH client and libssh2, and via= chains. Real processes, ptys, sudo,
+// su and two sshd servers on loopback (tests/sshd_fixture.sh), so the suite
+// needs root (as CI and the README's test command run it).
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "broker/broker.h"
+#include "gtest/gtest.h"
+#include "router/context.h"
+#include "router/receiver.h"
+#include "router/router.h"
+#include "transports/agent.h"
+#include "transports/bootstrap.h"
+#include "transports/options.h"
+#include "transports/spawn.h"
+
+namespace spindle {
+namespace {
+
+std::string whoami() {
+  struct passwd* pw = getpwuid(geteuid());
+  return pw ? pw->pw_name : "?";
+}
+SPINDLE_REGISTER(whoami);
+int my_pid() { return getpid(); }
+SPINDLE_REGISTER(my_pid);
+int parent_pid() { return getppid(); }
+SPINDLE_REGISTER(parent_pid);
+std::string env_of(std::string name) {
+  const char* v = getenv(name.c_str());
+  return v ? v : "(unset)";
+}
+SPINDLE_REGISTER(env_of);
+int sleep_ms(int ms) {
+  usleep(static_cast<useconds_t>(ms) * 1000);
+  return ms;
+}
+SPINDLE_REGISTER(sleep_ms);
+bool is_unidirectional() { return Router::current()->unidirectional(); }
+SPINDLE_REGISTER(is_unidirectional);
+
+std::string g_dir;  // the sshd fixture's directory
+int g_plain_port = 0;
+int g_noisy_port = 0;
+
+int free_port() {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a = {};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  close(s);
+  return ntohs(a.sin_port);
+}
+
+void kill_pidfile(const std::string& path) {
+  std::ifstream in(path);
+  int pid = 0;
+  if (in >> pid && pid > 0) kill(pid, SIGTERM);
+}
+
+class SshdEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    char tmpl[] = "/tmp/spindle-sshd-XXXXXX";
+    g_dir = mkdtemp(tmpl);
+    g_plain_port = free_port();
+    g_noisy_port = free_port();
+    std::string cmd = absl::StrCat(SPINDLE_SOURCE_DIR "/tests/sshd_fixture.sh ", g_dir, " ", g_plain_port, " ",
+                                   g_noisy_port);
+    ASSERT_EQ(system(cmd.c_str()), 0) << cmd;
+  }
+  void TearDown() override {
+    kill_pidfile(g_dir + "/plain.pid");
+    kill_pidfile(g_dir + "/noisy.pid");
+    std::string cmd = absl::StrCat("rm -rf ", g_dir);
+    (void)!system(cmd.c_str());
+  }
+};
+
+class Master : public ::testing::Test {
+ protected:
+  Master() : router_(&broker_, {}) {
+    broker_.start();
+    router_.set_log_sink([this](const LogRecord& r) {
+      std::lock_guard<std::mutex> lock(mu_);
+      logs_.push_back(absl::StrCat(r.context, " ", r.source, ": ", r.text));
+    });
+  }
+  ~Master() override {
+    broker_.shutdown();
+    broker_.join();
+  }
+  std::string scratch(const std::string& name) {
+    std::string d = absl::StrCat(g_dir, "/", name);
+    std::string cmd = absl::StrCat("rm -rf ", d, " && mkdir -p ", d);
+    EXPECT_EQ(system(cmd.c_str()), 0);
+    return d;
+  }
+  Broker broker_;
+  Router router_;
+  std::mutex mu_;
+  std::vector<std::string> logs_;
+};
+
+// ---- spawn shapes ----
+
+std::string read_all(int fd, absl::Duration limit) {
+  std::string out;
+  absl::Time deadline = absl::Now() + limit;
+  char buf[4096];
+  while (absl::Now() < deadline) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n > 0) {
+      out.append(buf, static_cast<size_t>(n));
+    } else if (n == 0 || errno != EAGAIN) {
+      break;
+    } else {
+      usleep(1000);
+    }
+  }
+  return out;
+}
+
+TEST(Spawn, HybridTtyPutsPromptsOnThePtyAndDataOnTheSocket) {
+  SpawnOptions o;
+  o.argv = {"/bin/sh", "-c", "printf data; printf 'Password: ' >&2; echo controlling >/dev/tty"};
+  absl::StatusOr<Connection> c = hybrid_tty_create_child(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  fcntl(c->diag, F_SETFL, O_NONBLOCK);
+  EXPECT_EQ(read_all(c->data, absl::Seconds(5)), "data");
+  std::string diag = read_all(c->diag, absl::Seconds(5));
+  EXPECT_NE(diag.find("Password: "), std::string::npos) << diag;
+  EXPECT_NE(diag.find("controlling"), std::string::npos) << diag;  // the pty is its terminal
+  int status;
+  waitpid(c->pid, &status, 0);
+  close(c->data);
+  close(c->diag);
+}
+
+TEST(Spawn, TtyChildHasEverythingOnThePty) {
+  SpawnOptions o;
+  o.argv = {"/bin/sh", "-c", "tty; echo err >&2"};
+  absl::StatusOr<Connection> c = tty_create_child(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->data_is_tty);
+  std::string out = read_all(c->data, absl::Seconds(5));
+  EXPECT_NE(out.find("/dev/pts/"), std::string::npos) << out;
+  EXPECT_NE(out.find("err"), std::string::npos) << out;
+  int status;
+  waitpid(c->pid, &status, 0);
+  close(c->data);
+}
+
+TEST(Spawn, MissingProgramIsNotFound) {
+  SpawnOptions o;
+  o.argv = {"/nonexistent/prog"};
+  absl::StatusOr<Connection> c = create_child(o);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kNotFound) << c.status();
+}
+
+// ---- local ----
+
+TEST_F(Master, LocalIsAFreshProcessOfThisProgram) {
+  LocalOptions o;
+  o.env = {"SPINDLE_MARK=local-1"};
+  absl::StatusOr<Context> c = router_.local(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  absl::StatusOr<int> pid = c->call(my_pid);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  EXPECT_NE(*pid, getpid());
+  EXPECT_EQ(*c->call(parent_pid), getpid());
+  EXPECT_EQ(*c->call(env_of, std::string("SPINDLE_MARK")), "local-1");
+  EXPECT_TRUE(router_.shutdown_context(c->id(), true, absl::Seconds(10)).ok());
+}
+
+TEST_F(Master, FirstStageUploadsOnceThenUsesTheCache) {
+  std::string cache = scratch("cache1");
+  LocalOptions o;
+  o.use_first_stage = true;
+  o.env = {absl::StrCat("XDG_CACHE_HOME=", cache)};
+  uint64_t before = agent_uploads();
+  absl::StatusOr<Context> c = router_.local(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(agent_uploads(), before + 1);
+  absl::StatusOr<AgentImage> image = agent_image();
+  ASSERT_TRUE(image.ok());
+  std::string stored = absl::StrCat(cache, "/spindle/", image->sha256);
+  struct stat st1, dir;
+  ASSERT_EQ(stat(stored.c_str(), &st1), 0) << stored;
+  EXPECT_EQ(st1.st_size, static_cast<off_t>(image->size));
+  EXPECT_EQ(st1.st_mode & 0777, 0700u);
+  ASSERT_EQ(stat((cache + "/spindle").c_str(), &dir), 0);
+  EXPECT_EQ(dir.st_mode & 0777, 0700u);
+  EXPECT_EQ(*c->call(whoami), whoami());
+
+  absl::StatusOr<Context> again = router_.local(o);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(agent_uploads(), before + 1);  // nothing uploaded
+  struct stat st2;
+  ASSERT_EQ(stat(stored.c_str(), &st2), 0);
+  EXPECT_EQ(st1.st_ino, st2.st_ino);  // the same file, not replaced
+  EXPECT_TRUE(again->call(my_pid).ok());
+}
+
+// A directory of fake commands put first in PATH.
+std::string fake_bin(const std::string& dir, const std::string& name, const std::string& script) {
+  std::string path = absl::StrCat(dir, "/", name);
+  std::ofstream(path) << "#!/bin/sh\n" << script << "\n";
+  chmod(path.c_str(), 0755);
+  return absl::StrCat("PATH=", dir, ":", getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+}
+
+TEST_F(Master, PlatformMismatchIsClear) {
+  std::string bin = scratch("fake_uname");
+  LocalOptions o;
+  o.use_first_stage = true;
+  o.env = {fake_bin(bin, "uname", "echo Linux sparc64"), absl::StrCat("XDG_CACHE_HOME=", scratch("cache2"))};
+  absl::StatusOr<Context> c = router_.local(o);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kFailedPrecondition) << c.status();
+  EXPECT_NE(c.status().message().find("platform mismatch"), std::string::npos) << c.status();
+  EXPECT_NE(c.status().message().find("sparc64"), std::string::npos) << c.status();
+}
+
+TEST_F(Master, NoWritableCacheDirectoryIsClear) {
+  LocalOptions o;
+  o.use_first_stage = true;
+  o.env = {"XDG_CACHE_HOME=/proc/spindle-none", "TMPDIR=/proc/spindle-none"};
+  absl::StatusOr<Context> c = router_.local(o);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kFailedPrecondition) << c.status();
+  EXPECT_NE(c.status().message().find("no writable cache directory"), std::string::npos) << c.status();
+}
+
+TEST_F(Master, GroupWritableCacheDirectoryIsRefused) {
+  std::string shared = scratch("shared_cache");
+  ASSERT_EQ(mkdir((shared + "/spindle").c_str(), 0770), 0);
+  chmod((shared + "/spindle").c_str(), 0770);
+  std::string tmp = scratch("tmpdir");
+  LocalOptions o;
+  o.use_first_stage = true;
+  o.env = {absl::StrCat("XDG_CACHE_HOME=", shared), absl::StrCat("TMPDIR=", tmp)};
+  absl::StatusOr<Context> c = router_.local(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  absl::StatusOr<AgentImage> image = agent_image();
+  struct stat st;
+  EXPECT_NE(stat(absl::StrCat(shared, "/spindle/", image->sha256).c_str(), &st), 0);
+  const char* user = getenv("USER") ? getenv("USER") : getenv("LOGNAME");
+  std::string owner = user ? user : std::to_string(getuid());
+  EXPECT_EQ(stat(absl::StrCat(tmp, "/spindle-", owner, "/", image->sha256).c_str(), &st), 0);
+}
+
+TEST_F(Master, CutOffUploadIsDataLossAndLeavesNothingInTheCache) {
+  std::string bin = scratch("fake_head");
+  std::string cache = scratch("cache3");
+  LocalOptions o;
+  o.use_first_stage = true;
+  // head reads a little of the agent, then the connection dies.
+  o.env = {fake_bin(bin, "head", "dd bs=1000 count=1 of=/dev/null 2>/dev/null; kill -9 $PPID"),
+           absl::StrCat("XDG_CACHE_HOME=", cache)};
+  absl::StatusOr<Context> c = router_.local(o);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kDataLoss) << c.status();
+  EXPECT_NE(c.status().message().find("cut off"), std::string::npos) << c.status();
+  absl::StatusOr<AgentImage> image = agent_image();
+  struct stat st;
+  EXPECT_NE(stat(absl::StrCat(cache, "/spindle/", image->sha256).c_str(), &st), 0);
+}
+
+TEST_F(Master, LocalViaAForkedContext) {
+  absl::StatusOr<Context> mid = router_.fork();
+  ASSERT_TRUE(mid.ok()) << mid.status();
+  LocalOptions o;
+  o.via = *mid;
+  absl::StatusOr<Context> c = router_.local(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(*c->call(parent_pid), *mid->call(my_pid));
+}
+
+// ---- sudo and su (the master runs as root; spindle-a's rules need a password) ----
+
+class Sudo : public Master {
+ protected:
+  void SetUp() override {
+    SudoOptions o;
+    o.user = "spindle-a";
+    absl::StatusOr<Context> a = router_.sudo(o);
+    ASSERT_TRUE(a.ok()) << a.status();
+    a_ = *a;
+  }
+  Context a_;
+};
+
+TEST_F(Sudo, RunsAsTheTargetUserWithItsHome) {
+  EXPECT_EQ(*a_.call(whoami), "spindle-a");
+  EXPECT_EQ(*a_.call(env_of, std::string("HOME")), "/home/spindle-a");
+}
+
+TEST_F(Sudo, PreserveEnvKeepsTheCallersEnvironment) {
+  setenv("SPINDLE_SUDO_MARK", "kept", 1);
+  SudoOptions o;
+  o.user = "spindle-c";
+  o.preserve_env = true;
+  absl::StatusOr<Context> c = router_.sudo(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(*c->call(env_of, std::string("SPINDLE_SUDO_MARK")), "kept");
+  EXPECT_EQ(*a_.call(env_of, std::string("SPINDLE_SUDO_MARK")), "(unset)");
+}
+
+TEST_F(Sudo, RuleWithoutPassword) {
+  SudoOptions o;
+  o.user = "spindle-c";
+  o.via = a_;
+  absl::StatusOr<Context> c = router_.sudo(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(*c->call(whoami), "spindle-c");
+}
+
+TEST_F(Sudo, RuleWithPassword) {
+  SudoOptions o;
+  o.user = "spindle-b";
+  o.password = "pw-a-123";
+  o.via = a_;
+  absl::StatusOr<Context> c = router_.sudo(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(*c->call(whoami), "spindle-b");
+}
+
+TEST_F(Sudo, WrongPasswordIsPermissionDeniedQuotingThePrompt) {
+  SudoOptions o;
+  o.user = "spindle-b";
+  o.password = "not-it";
+  o.via = a_;
+  absl::StatusOr<Context> c = router_.sudo(o);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kPermissionDenied) << c.status();
+  EXPECT_NE(c.status().message().find("password for spindle-a"), std::string::npos) << c.status();
+}
+
+TEST_F(Sudo, MissingPasswordIsPermissionDenied) {
+  SudoOptions o;
+  o.user = "spindle-b";
+  o.via = a_;
+  absl::StatusOr<Context> c = router_.sudo(o);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kPermissionDenied) << c.status();
+  EXPECT_NE(c.status().message().find("none was given"), std::string::npos) << c.status();
+}
+
+TEST_F(Sudo, SuWithPassword) {
+  SuOptions o;
+  o.user = "spindle-b";
+  o.password = "pw-b-123";
+  o.via = a_;
+  absl::StatusOr<Context> c = router_.su(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(*c->call(whoami), "spindle-b");
+  EXPECT_EQ(*c->call(sleep_ms, 1), 1);
+}
+
+TEST_F(Sudo, SuWrongPasswordIsPermissionDenied) {
+  SuOptions o;
+  o.user = "spindle-b";
+  o.password = "not-it";
+  o.via = a_;
+  absl::StatusOr<Context> c = router_.su(o);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kPermissionDenied) << c.status();
+  EXPECT_NE(c.status().message().find("Authentication failure"), std::string::npos) << c.status();
+}
+
+// ---- ssh, both transports ----
+
+class Ssh : public Master, public ::testing::WithParamInterface<SshTransport> {
+ protected:
+  SshOptions options(const std::string& host) {
+    SshOptions o;
+    o.hostname = host;
+    o.config_file = g_dir + "/ssh_config";
+    o.transport = GetParam();
+    o.connect_timeout = absl::Seconds(10);
+    return o;
+  }
+};
+
+TEST_P(Ssh, CallsAndASecondConnectionUploadsNothing) {
+  absl::StatusOr<AgentImage> image = agent_image();
+  ASSERT_TRUE(image.ok());
+  std::string stored = absl::StrCat(getenv("HOME"), "/.cache/spindle/", image->sha256);
+  unlink(stored.c_str());
+  uint64_t before = agent_uploads();
+  absl::StatusOr<Context> c = router_.ssh(options("plain"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(agent_uploads(), before + 1);
+  EXPECT_EQ(*c->call(whoami), "root");
+  EXPECT_NE(*c->call(my_pid), getpid());
+  struct stat st1, st2;
+  ASSERT_EQ(stat(stored.c_str(), &st1), 0);
+
+  absl::StatusOr<Context> again = router_.ssh(options("plain"));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(agent_uploads(), before + 1);
+  ASSERT_EQ(stat(stored.c_str(), &st2), 0);
+  EXPECT_EQ(st1.st_ino, st2.st_ino);
+  EXPECT_EQ(st1.st_mtime, st2.st_mtime);
+  EXPECT_TRUE(again->call(my_pid).ok());
+}
+
+TEST_P(Ssh, BannerRcFilesAndMotdDoNotBreakTheBootstrap) {
+  absl::StatusOr<Context> c = router_.ssh(options("noisy"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(*c->call(whoami), "spindle-a");
+  EXPECT_EQ(*c->call(sleep_ms, 2), 2);
+}
+
+TEST_P(Ssh, PasswordAuthentication) {
+  SshOptions o = options("noisy-wrongkey");
+  o.password = "pw-a-123";
+  absl::StatusOr<Context> c = router_.ssh(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(*c->call(whoami), "spindle-a");
+}
+
+TEST_P(Ssh, WrongPasswordIsPermissionDenied) {
+  SshOptions o = options("noisy-wrongkey");
+  o.password = "not-it";
+  absl::StatusOr<Context> c = router_.ssh(o);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kPermissionDenied) << c.status();
+}
+
+TEST_P(Ssh, RefusedKeyIsAuthenticationFailed) {
+  absl::StatusOr<Context> c = router_.ssh(options("wrongkey"));
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kPermissionDenied) << c.status();
+  EXPECT_NE(c.status().message().find("authentication failed"), std::string::npos) << c.status();
+  EXPECT_NE(c.status().message().find("wrongkey"), std::string::npos) << c.status();
+}
+
+TEST_P(Ssh, ExplicitIdentityFileIsTried) {
+  SshOptions o = options("wrongkey");
+  o.identity_file = g_dir + "/id_ed25519";
+  absl::StatusOr<Context> c = router_.ssh(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(*c->call(whoami), "root");
+}
+
+TEST_P(Ssh, ConnectionRefused) {
+  SshOptions o = options("127.0.0.1");
+  o.port = free_port();
+  o.check_host_keys = HostKeyCheck::kIgnore;
+  absl::StatusOr<Context> c = router_.ssh(o);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kUnavailable) << c.status();
+  EXPECT_NE(c.status().message().find("connection refused"), std::string::npos) << c.status();
+}
+
+TEST_P(Ssh, UnknownHost) {
+  absl::StatusOr<Context> c = router_.ssh(options("no-such-host.invalid"));
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kNotFound) << c.status();
+  EXPECT_NE(c.status().message().find("unknown host"), std::string::npos) << c.status();
+  EXPECT_NE(c.status().message().find("no-such-host.invalid"), std::string::npos) << c.status();
+}
+
+TEST_P(Ssh, ServerThatNeverAnswersTimesOut) {
+  // Accepts connections (the kernel does) but never says a word.
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a = {};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  listen(s, 16);
+  socklen_t len = sizeof a;
+  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  SshOptions o = options("127.0.0.1");
+  o.port = ntohs(a.sin_port);
+  o.connect_timeout = absl::Seconds(1);
+  absl::Time start = absl::Now();
+  absl::StatusOr<Context> c = router_.ssh(o);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kDeadlineExceeded) << c.status();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  close(s);
+}
+
+TEST_P(Ssh, HostKeyMismatch) {
+  SshOptions o = options("plain");
+  o.known_hosts_file = g_dir + "/known_hosts_wrong";
+  absl::StatusOr<Context> c = router_.ssh(o);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kFailedPrecondition) << c.status();
+  EXPECT_NE(c.status().message().find("host key mismatch"), std::string::npos) << c.status();
+}
+
+TEST_P(Ssh, UnknownHostKeyEnforcedAcceptedOrIgnored) {
+  std::string empty = scratch("kh") + "/known_hosts";
+  std::ofstream(empty).close();
+  SshOptions o = options("plain");
+  o.known_hosts_file = empty;
+  absl::StatusOr<Context> c = router_.ssh(o);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kFailedPrecondition) << c.status();
+  EXPECT_NE(c.status().message().find("host key not known"), std::string::npos) << c.status();
+
+  o.check_host_keys = HostKeyCheck::kIgnore;
+  c = router_.ssh(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+
+  o.check_host_keys = HostKeyCheck::kAcceptNew;
+  c = router_.ssh(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  std::ifstream in(empty);
+  std::string line;
+  std::getline(in, line);
+  EXPECT_NE(line.find(absl::StrCat("[127.0.0.1]:", g_plain_port, " ssh-ed25519 ")), std::string::npos) << line;
+  o.check_host_keys = HostKeyCheck::kEnforce;  // now known
+  c = router_.ssh(o);
+  EXPECT_TRUE(c.ok()) << c.status();
+}
+
+TEST_P(Ssh, CompressionOn) {
+  SshOptions o = options("plain");
+  o.compression = true;
+  absl::StatusOr<Context> c = router_.ssh(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(*c->call(sleep_ms, 1), 1);
+}
+
+TEST_P(Ssh, SshViaSsh) {
+  absl::StatusOr<Context> mid = router_.ssh(options("plain"));
+  ASSERT_TRUE(mid.ok()) << mid.status();
+  SshOptions o = options("noisy");
+  o.via = *mid;
+  absl::StatusOr<Context> c = router_.ssh(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(*c->call(whoami), "spindle-a");
+  // The master talks to it directly, and it knows its parent chain.
+  EXPECT_EQ(*c->call(parent_pid) > 0, true);
+}
+
+// master -> ssh -> ssh -> sudo; killing the middle hop wakes every caller
+// below it within a second.
+TEST_P(Ssh, ThreeHopChainAndLossOfTheMiddleHop) {
+  absl::StatusOr<Context> hop1 = router_.ssh(options("plain"));
+  ASSERT_TRUE(hop1.ok()) << hop1.status();
+  SshOptions o2 = options("plain");
+  o2.via = *hop1;
+  absl::StatusOr<Context> hop2 = router_.ssh(o2);
+  ASSERT_TRUE(hop2.ok()) << hop2.status();
+  SudoOptions o3;
+  o3.user = "spindle-a";
+  o3.via = *hop2;
+  absl::StatusOr<Context> hop3 = router_.sudo(o3);
+  ASSERT_TRUE(hop3.ok()) << hop3.status();
+  EXPECT_EQ(*hop3->call(whoami), "spindle-a");
+
+  std::vector<CallHandle<int>> pending;
+  for (int i = 0; i < 50; ++i) pending.push_back(hop3->call_async(sleep_ms, 20000));
+  absl::StatusOr<int> middle = hop2->call(my_pid);
+  ASSERT_TRUE(middle.ok());
+  absl::Time start = absl::Now();
+  ASSERT_EQ(kill(*middle, SIGKILL), 0);
+  for (CallHandle<int>& h : pending) {
+    absl::StatusOr<int> r = h.get(absl::Seconds(5));
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  }
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  EXPECT_EQ(hop3->call(my_pid).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(hop1->call(my_pid).ok());  // above the loss, all is well
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, Ssh, ::testing::Values(SshTransport::kLibssh2, SshTransport::kOpenSsh),
+                         [](const ::testing::TestParamInfo<SshTransport>& p) {
+                           return p.param == SshTransport::kLibssh2 ? "libssh2" : "openssh";
+                         });
+
+// Routing in unidirectional mode is tested in router_test; here, that a
+// bootstrapped agent runs in the mode of the tree it joins.
+TEST(Unidirectional, AgentsInheritTheMode) {
+  for (bool mode : {true, false}) {
+    Broker broker;
+    broker.start();
+    Router::Options ro;
+    ro.unidirectional = mode;
+    Router router(&broker, ro);
+    absl::StatusOr<Context> c = router.local({});
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(*c->call(is_unidirectional), mode);
+    broker.shutdown();
+    broker.join();
+  }
+}
+
+}  // namespace
+}  // namespace spindle
+
+int main(int argc, char** argv) {
+  spindle::run_agent_if_requested(argc, argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  ::testing::AddGlobalTestEnvironment(new spindle::SshdEnvironment);
+  return RUN_ALL_TESTS();
+}

@@ -1,0 +1,621 @@
+// The in-process SSH transport: one Libssh2Link per session, driven by the
+// broker's poller.
+//
+// The session's TCP socket is non-blocking and watched by the broker like
+// any other descriptor: no thread per host, so one master holds hundreds
+// of sessions. Connect, key exchange, host-key check, authentication and
+// the exec of the first stage are a state machine stepped on readiness;
+// afterwards the link pumps bytes between the channel and one end of a
+// socketpair, whose other end the bootstrap (and then the router's Stream)
+// uses like a pipe to a local process. The channel's stderr goes to a pipe
+// the same way. So everything above this file treats an in-process session
+// exactly like an ssh process.
+//
+// Why a socketpair and not a Stream on the channel itself: libssh2 is not
+// thread-safe per session, and a libssh2 call may read packets into its
+// own buffer without the socket becoming readable again. Keeping every
+// libssh2 call on the broker thread, and draining the channel after each
+// step, rules out both a data race and a lost wake-up.
+//
+// Flow control: each direction buffers at most kPumpBuffer bytes; a full
+// buffer stops reading from its source, so a slow side slows the other.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <libssh2.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pwd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <memory>
+#include <mutex>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "router/router.h"
+#include "transports/ssh.h"
+#include "transports/ssh_config.h"
+
+namespace spindle {
+namespace {
+
+constexpr size_t kPumpBuffer = 1 << 20;
+constexpr size_t kChunk = 256 * 1024;
+
+void global_init() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    libssh2_init(0);
+    // Five descriptors a session: let a master hold hundreds.
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+      rl.rlim_cur = rl.rlim_max;
+      setrlimit(RLIMIT_NOFILE, &rl);
+    }
+  });
+}
+
+std::string local_user_name() {
+  struct passwd* pw = getpwuid(getuid());
+  return pw ? pw->pw_name : "root";
+}
+
+bool file_exists(const std::string& path) { return access(path.c_str(), R_OK) == 0; }
+
+// Everything the link needs, resolved from the options and ~/.ssh/config
+// on the caller's thread.
+struct Settings {
+  std::string target;
+  std::string host;
+  int port = 22;
+  std::string user;
+  std::vector<std::string> identity_files;
+  bool identities_only = false;
+  std::vector<std::string> known_hosts_files;
+  HostKeyCheck check = HostKeyCheck::kEnforce;
+  std::string password;
+  std::string passphrase;
+  bool compression = false;
+  absl::Duration connect_timeout;
+  absl::Duration keepalive_interval;
+  int keepalive_count_max = 3;
+  std::string command;
+};
+
+const char* key_type_name(int type) {
+  switch (type) {
+    case LIBSSH2_HOSTKEY_TYPE_RSA: return "ssh-rsa";
+    case LIBSSH2_HOSTKEY_TYPE_DSS: return "ssh-dss";
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_256: return "ecdsa-sha2-nistp256";
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_384: return "ecdsa-sha2-nistp384";
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_521: return "ecdsa-sha2-nistp521";
+    case LIBSSH2_HOSTKEY_TYPE_ED25519: return "ssh-ed25519";
+  }
+  return "unknown";
+}
+
+int known_host_key_bits(int type) {
+  switch (type) {
+    case LIBSSH2_HOSTKEY_TYPE_RSA: return LIBSSH2_KNOWNHOST_KEY_SSHRSA;
+    case LIBSSH2_HOSTKEY_TYPE_DSS: return LIBSSH2_KNOWNHOST_KEY_SSHDSS;
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_256: return LIBSSH2_KNOWNHOST_KEY_ECDSA_256;
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_384: return LIBSSH2_KNOWNHOST_KEY_ECDSA_384;
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_521: return LIBSSH2_KNOWNHOST_KEY_ECDSA_521;
+    case LIBSSH2_HOSTKEY_TYPE_ED25519: return LIBSSH2_KNOWNHOST_KEY_ED25519;
+  }
+  return LIBSSH2_KNOWNHOST_KEY_UNKNOWN;
+}
+
+class Libssh2Link {
+ public:
+  Libssh2Link(Router* router, Settings s, std::vector<sockaddr_storage> addrs, int local, int diag)
+      : router_(router), s_(std::move(s)), addrs_(std::move(addrs)), local_(local), diag_(diag) {}
+
+  // Broker thread. Starts connecting; `started` gets the outcome of
+  // everything up to the exec of the first stage.
+  void start(std::shared_ptr<Latch<absl::Status>> started) {
+    started_ = std::move(started);
+    timer_ = broker()->call_later(s_.connect_timeout, [this] {
+      timer_ = 0;
+      if (phase_ != Phase::kRunning) {
+        fail(ssh_error(SshError::kTimeout, s_.target,
+                       absl::StrCat("no session after ", absl::FormatDuration(s_.connect_timeout), " (", where(),
+                                    ")")));
+      }
+    });
+    connect_next();
+  }
+
+ private:
+  enum class Phase { kConnect, kHandshake, kAuthList, kAuth, kOpen, kExec, kRunning, kClosed };
+  using Attempt = std::function<int()>;
+
+  Broker* broker() const { return router_->broker(); }
+  std::string where() const { return absl::StrCat(s_.host, ":", s_.port); }
+
+  void connect_next() {
+    while (next_addr_ < addrs_.size()) {
+      const sockaddr_storage& a = addrs_[next_addr_++];
+      sock_ = socket(a.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      if (sock_ < 0) continue;
+      int one = 1;
+      setsockopt(sock_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      socklen_t len = a.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+      if (connect(sock_, reinterpret_cast<const sockaddr*>(&a), len) == 0 || errno == EINPROGRESS) {
+        phase_ = Phase::kConnect;
+        broker()->watch(sock_, false, true, [this](const PollEvent& ev) {
+          if (ev.readable) last_heard_ = absl::Now();
+          step();
+        });
+        return;
+      }
+      last_connect_errno_ = errno;
+      close(sock_);
+      sock_ = -1;
+    }
+    fail_connect();
+  }
+
+  void fail_connect() {
+    int e = last_connect_errno_;
+    std::string detail = absl::StrCat(where(), ": ", strerror(e));
+    fail(ssh_error(e == ECONNREFUSED ? SshError::kRefused
+                   : e == ETIMEDOUT  ? SshError::kTimeout
+                                     : SshError::kClosed,
+                   s_.target, detail));
+  }
+
+  // Runs the state machine as far as it goes without blocking.
+  void step() {
+    if (phase_ == Phase::kConnect) {
+      int err = 0;
+      socklen_t len = sizeof err;
+      getsockopt(sock_, SOL_SOCKET, SO_ERROR, &err, &len);
+      if (err == EINPROGRESS) return;
+      if (err != 0) {
+        broker()->unwatch(sock_);
+        close(sock_);
+        sock_ = -1;
+        last_connect_errno_ = err;
+        connect_next();
+        return;
+      }
+      session_ = libssh2_session_init_ex(nullptr, nullptr, nullptr, this);
+      if (!session_) return fail(absl::ResourceExhaustedError(absl::StrCat(s_.target, ": no memory for a session")));
+      libssh2_session_set_blocking(session_, 0);
+      if (s_.compression) libssh2_session_flag(session_, LIBSSH2_FLAG_COMPRESS, 1);
+      phase_ = Phase::kHandshake;
+    }
+    for (;;) {
+      int rc = 0;
+      switch (phase_) {
+        case Phase::kHandshake:
+          rc = libssh2_session_handshake(session_, sock_);
+          if (rc == 0) {
+            if (absl::Status s = check_host_key(); !s.ok()) return fail(s);
+            phase_ = Phase::kAuthList;
+          }
+          break;
+        case Phase::kAuthList: {
+          const char* methods = libssh2_userauth_list(session_, s_.user.data(), static_cast<unsigned>(s_.user.size()));
+          if (!methods) {
+            if (libssh2_userauth_authenticated(session_)) {
+              phase_ = Phase::kOpen;
+              continue;
+            }
+            rc = libssh2_session_last_errno(session_);
+            break;
+          }
+          server_methods_ = methods;
+          plan_attempts();
+          phase_ = Phase::kAuth;
+          continue;
+        }
+        case Phase::kAuth:
+          if (next_attempt_ >= attempts_.size()) {
+            return fail(ssh_error(SshError::kAuthFailed, s_.target,
+                                  absl::StrCat("as ", s_.user, " to ", where(), "; tried ",
+                                               tried_.empty() ? "nothing" : absl::StrJoin(tried_, ", "),
+                                               "; the server accepts ", server_methods_)));
+          }
+          rc = attempts_[next_attempt_]();
+          if (rc == 0) {
+            phase_ = Phase::kOpen;
+          } else if (rc == LIBSSH2_ERROR_SOCKET_RECV || rc == LIBSSH2_ERROR_SOCKET_SEND ||
+                     rc == LIBSSH2_ERROR_SOCKET_DISCONNECT) {
+            return fail(session_failure(rc));
+          } else if (rc != LIBSSH2_ERROR_EAGAIN) {
+            ++next_attempt_;
+            continue;
+          }
+          break;
+        case Phase::kOpen:
+          channel_ = libssh2_channel_open_session(session_);
+          if (channel_) {
+            phase_ = Phase::kExec;
+          } else {
+            rc = libssh2_session_last_errno(session_);
+          }
+          break;
+        case Phase::kExec:
+          rc = libssh2_channel_exec(channel_, s_.command.c_str());
+          if (rc == 0) return running();
+          break;
+        case Phase::kRunning:
+          return pump();
+        case Phase::kConnect:
+        case Phase::kClosed:
+          return;
+      }
+      if (rc == LIBSSH2_ERROR_EAGAIN) return wait_socket();
+      if (rc < 0) return fail(session_failure(rc));
+    }
+  }
+
+  absl::Status session_failure(int rc) {
+    char* msg = nullptr;
+    libssh2_session_last_error(session_, &msg, nullptr, 0);
+    std::string detail = absl::StrCat(where(), ": ", msg ? msg : "libssh2 error ", msg ? "" : std::to_string(rc));
+    if (rc == LIBSSH2_ERROR_SOCKET_RECV || rc == LIBSSH2_ERROR_SOCKET_DISCONNECT ||
+        rc == LIBSSH2_ERROR_SOCKET_SEND || rc == LIBSSH2_ERROR_KEX_FAILURE) {
+      return ssh_error(SshError::kClosed, s_.target, detail);
+    }
+    return absl::UnavailableError(absl::StrCat(s_.target, ": ", detail));
+  }
+
+  absl::Status check_host_key() {
+    size_t len = 0;
+    int type = 0;
+    const char* key = libssh2_session_hostkey(session_, &len, &type);
+    if (!key) return absl::UnavailableError(absl::StrCat(s_.target, ": the server sent no host key"));
+    if (s_.check == HostKeyCheck::kIgnore) return absl::OkStatus();
+    LIBSSH2_KNOWNHOSTS* kh = libssh2_knownhost_init(session_);
+    // Line by line: libssh2's readfile stops at the first line it cannot
+    // parse (a key type it does not know), hiding every entry after it.
+    for (const std::string& f : s_.known_hosts_files) {
+      std::ifstream in(f);
+      std::string line;
+      while (std::getline(in, line)) {
+        line += '\n';
+        libssh2_knownhost_readline(kh, line.data(), line.size(), LIBSSH2_KNOWNHOST_FILE_OPENSSH);
+      }
+    }
+    int mask = LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW | known_host_key_bits(type);
+    int r = libssh2_knownhost_checkp(kh, s_.host.c_str(), s_.port, key, len, mask, nullptr);
+    libssh2_knownhost_free(kh);
+    std::string entry = s_.port == 22 ? s_.host : absl::StrCat("[", s_.host, "]:", s_.port);
+    std::string files = absl::StrJoin(s_.known_hosts_files, ", ");
+    if (r == LIBSSH2_KNOWNHOST_CHECK_MATCH) return absl::OkStatus();
+    if (r == LIBSSH2_KNOWNHOST_CHECK_MISMATCH) {
+      return ssh_error(SshError::kHostKeyMismatch, s_.target,
+                       absl::StrCat("the ", key_type_name(type), " key of ", entry, " differs from the one in ", files,
+                                    " (someone may be intercepting the connection)"));
+    }
+    if (r == LIBSSH2_KNOWNHOST_CHECK_NOTFOUND && s_.check == HostKeyCheck::kAcceptNew &&
+        !s_.known_hosts_files.empty()) {
+      std::ofstream out(s_.known_hosts_files.front(), std::ios::app);
+      out << entry << " " << key_type_name(type) << " "
+          << absl::Base64Escape(absl::string_view(key, len)) << "\n";
+      if (out.good()) return absl::OkStatus();
+      return absl::FailedPreconditionError(
+          absl::StrCat(s_.target, ": cannot record the new host key in ", s_.known_hosts_files.front()));
+    }
+    return ssh_error(SshError::kHostKeyUnknown, s_.target,
+                     absl::StrCat("no ", key_type_name(type), " key for ", entry, " in ",
+                                  files.empty() ? "(no known_hosts file)" : files));
+  }
+
+  bool server_accepts(const char* method) const { return server_methods_.find(method) != std::string::npos; }
+
+  void plan_attempts() {
+    const char* user = s_.user.c_str();
+    unsigned ulen = static_cast<unsigned>(s_.user.size());
+    if (server_accepts("publickey")) {
+      for (const std::string& key : s_.identity_files) {
+        if (!file_exists(key)) continue;
+        std::string pub = key + ".pub";
+        bool has_pub = file_exists(pub);
+        attempts_.push_back([this, key, pub, has_pub, user, ulen] {
+          int rc = libssh2_userauth_publickey_fromfile_ex(session_, user, ulen, has_pub ? pub.c_str() : nullptr,
+                                                          key.c_str(), s_.passphrase.c_str());
+          if (rc != LIBSSH2_ERROR_EAGAIN) tried_.push_back(absl::StrCat("key ", key));
+          return rc;
+        });
+      }
+      if (!s_.identities_only && getenv("SSH_AUTH_SOCK")) plan_agent();
+    }
+    if (!s_.password.empty() && server_accepts("password")) {
+      attempts_.push_back([this, user, ulen] {
+        int rc = libssh2_userauth_password_ex(session_, user, ulen, s_.password.c_str(),
+                                              static_cast<unsigned>(s_.password.size()), nullptr);
+        if (rc != LIBSSH2_ERROR_EAGAIN) tried_.push_back("password");
+        return rc;
+      });
+    }
+    if (!s_.password.empty() && server_accepts("keyboard-interactive")) {
+      attempts_.push_back([this, user, ulen] {
+        int rc = libssh2_userauth_keyboard_interactive_ex(session_, user, ulen, &Libssh2Link::answer_prompts);
+        if (rc != LIBSSH2_ERROR_EAGAIN) tried_.push_back("keyboard-interactive");
+        return rc;
+      });
+    }
+  }
+
+  // ssh-agent: listing identities talks to a local socket, quickly; the
+  // signatures then travel over the non-blocking session.
+  void plan_agent() {
+    agent_ = libssh2_agent_init(session_);
+    if (!agent_ || libssh2_agent_connect(agent_) != 0 || libssh2_agent_list_identities(agent_) != 0) return;
+    libssh2_agent_publickey* id = nullptr;
+    while (libssh2_agent_get_identity(agent_, &id, id) == 0) {
+      attempts_.push_back([this, id] {
+        int rc = libssh2_agent_userauth(agent_, s_.user.c_str(), id);
+        if (rc != LIBSSH2_ERROR_EAGAIN) tried_.push_back(absl::StrCat("agent key ", id->comment ? id->comment : ""));
+        return rc;
+      });
+    }
+  }
+
+  static void answer_prompts(const char*, int, const char*, int, int num_prompts,
+                             const LIBSSH2_USERAUTH_KBDINT_PROMPT*, LIBSSH2_USERAUTH_KBDINT_RESPONSE* responses,
+                             void** abstract) {
+    auto* self = static_cast<Libssh2Link*>(*abstract);
+    for (int i = 0; i < num_prompts; ++i) {
+      responses[i].text = strdup(self->s_.password.c_str());
+      responses[i].length = static_cast<unsigned>(self->s_.password.size());
+    }
+  }
+
+  void wait_socket() {
+    int dirs = libssh2_session_block_directions(session_);
+    broker()->set_interest(sock_, (dirs & LIBSSH2_SESSION_BLOCK_INBOUND) || phase_ == Phase::kRunning,
+                           (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND) != 0);
+  }
+
+  void running() {
+    phase_ = Phase::kRunning;
+    if (timer_) broker()->cancel_timer(timer_);
+    timer_ = 0;
+    if (agent_) {
+      libssh2_agent_disconnect(agent_);
+      libssh2_agent_free(agent_);
+      agent_ = nullptr;
+    }
+    broker()->watch(local_, true, false, [this](const PollEvent&) { pump(); });
+    local_watched_ = true;
+    if (s_.keepalive_interval > absl::ZeroDuration()) {
+      libssh2_keepalive_config(session_, 1, static_cast<unsigned>(std::max<int64_t>(1, absl::ToInt64Seconds(s_.keepalive_interval))));
+      schedule_keepalive();
+    }
+    last_heard_ = absl::Now();
+    started_->put(absl::OkStatus());
+    pump();
+  }
+
+  void schedule_keepalive() {
+    timer_ = broker()->call_later(s_.keepalive_interval, [this] {
+      timer_ = 0;
+      if (phase_ != Phase::kRunning) return;
+      if (absl::Now() - last_heard_ > s_.keepalive_interval * (s_.keepalive_count_max + 1)) {
+        return close_all(absl::StrCat("no answer from ", where(), " to ", s_.keepalive_count_max, " keepalives"));
+      }
+      int next = 0;
+      libssh2_keepalive_send(session_, &next);
+      schedule_keepalive();
+      pump();
+    });
+  }
+
+  // Moves bytes both ways until nothing moves, then sets the interests.
+  void pump() {
+    if (phase_ != Phase::kRunning) return;
+    char buf[kChunk];
+    bool moved = true;
+    bool blocked_out = false;
+    while (moved && phase_ == Phase::kRunning) {
+      moved = false;
+      // Remote to local.
+      if (to_local_.size() < kPumpBuffer) {
+        ssize_t n = libssh2_channel_read(channel_, buf, sizeof buf);
+        if (n > 0) {
+          to_local_.append(buf, static_cast<size_t>(n));
+          last_heard_ = absl::Now();
+          moved = true;
+        } else if (n < 0 && n != LIBSSH2_ERROR_EAGAIN) {
+          return close_all(session_failure(static_cast<int>(n)).ToString());
+        }
+      }
+      ssize_t e = libssh2_channel_read_stderr(channel_, buf, sizeof buf);
+      if (e > 0) {
+        moved = true;
+        if (diag_ >= 0 && write(diag_, buf, static_cast<size_t>(e)) < 0 && errno != EAGAIN) {
+          close(diag_);
+          diag_ = -1;
+        }
+      }
+      if (!to_local_.empty()) {
+        ssize_t w = send(local_, to_local_.data(), to_local_.size(), MSG_NOSIGNAL);
+        if (w > 0) {
+          to_local_.erase(0, static_cast<size_t>(w));
+          moved = true;
+        } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+          return close_all("the local end closed");
+        }
+      }
+      if (to_local_.empty() && libssh2_channel_eof(channel_)) {
+        return close_all(absl::StrCat("the remote side of ", where(), " closed"));
+      }
+      // Local to remote.
+      if (!local_eof_ && to_remote_.size() < kPumpBuffer) {
+        ssize_t r = recv(local_, buf, std::min(sizeof buf, kPumpBuffer - to_remote_.size()), 0);
+        if (r > 0) {
+          to_remote_.append(buf, static_cast<size_t>(r));
+          moved = true;
+        } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+          local_eof_ = true;
+        }
+      }
+      if (!to_remote_.empty()) {
+        ssize_t w = libssh2_channel_write(channel_, to_remote_.data(), to_remote_.size());
+        if (w > 0) {
+          to_remote_.erase(0, static_cast<size_t>(w));
+          moved = true;
+        } else if (w == LIBSSH2_ERROR_EAGAIN) {
+          blocked_out = true;
+        } else if (w < 0) {
+          return close_all(session_failure(static_cast<int>(w)).ToString());
+        }
+      }
+      if (local_eof_ && to_remote_.empty()) return close_all("the context's stream closed");
+    }
+    int dirs = libssh2_session_block_directions(session_);
+    broker()->set_interest(sock_, true, blocked_out || (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND));
+    broker()->set_interest(local_, !local_eof_ && to_remote_.size() < kPumpBuffer, !to_local_.empty());
+  }
+
+  void fail(absl::Status why) {
+    if (started_) started_->put(std::move(why));
+    close_all("");
+  }
+
+  // Tears the session down without blocking: the socket is shut down first,
+  // so libssh2's goodbye cannot wait on a silent peer, and the descriptor
+  // stays ours until libssh2 is done with it.
+  void close_all(const std::string&) {
+    if (phase_ == Phase::kClosed) return;
+    phase_ = Phase::kClosed;
+    if (timer_) broker()->cancel_timer(timer_);
+    timer_ = 0;
+    if (session_ && channel_) libssh2_channel_send_eof(channel_);
+    if (sock_ >= 0) {
+      broker()->unwatch(sock_);
+      shutdown(sock_, SHUT_RDWR);
+    }
+    if (agent_) libssh2_agent_free(agent_);
+    if (channel_) libssh2_channel_free(channel_);
+    if (session_) libssh2_session_free(session_);
+    if (sock_ >= 0) close(sock_);
+    if (local_watched_) broker()->unwatch(local_);
+    close(local_);
+    if (diag_ >= 0) close(diag_);
+    Broker* b = broker();
+    b->defer([this] { delete this; });
+  }
+
+  Router* router_;
+  Settings s_;
+  std::vector<sockaddr_storage> addrs_;
+  size_t next_addr_ = 0;
+  int last_connect_errno_ = ECONNREFUSED;
+  int sock_ = -1;
+  int local_;  // our end of the socketpair to the bootstrap and Stream
+  int diag_;   // write end of the stderr pipe
+  Phase phase_ = Phase::kConnect;
+  LIBSSH2_SESSION* session_ = nullptr;
+  LIBSSH2_CHANNEL* channel_ = nullptr;
+  LIBSSH2_AGENT* agent_ = nullptr;
+  std::string server_methods_;
+  std::vector<Attempt> attempts_;
+  size_t next_attempt_ = 0;
+  std::vector<std::string> tried_;
+  std::shared_ptr<Latch<absl::Status>> started_;
+  Broker::TimerId timer_ = 0;
+  std::string to_local_;
+  std::string to_remote_;
+  bool local_eof_ = false;
+  bool local_watched_ = false;
+  absl::Time last_heard_;
+};
+
+absl::StatusOr<Settings> resolve_settings(const SshOptions& o, const std::string& target,
+                                          const std::string& command) {
+  std::string config_path = o.config_file.empty() ? expand_ssh_path("~/.ssh/config", "", 0, "") : o.config_file;
+  absl::StatusOr<SshHostConfig> cfg = read_ssh_config(config_path, o.hostname);
+  if (!cfg.ok()) return cfg.status();
+  Settings s;
+  s.target = target;
+  s.host = cfg->hostname;
+  s.port = o.port ? o.port : cfg->port.value_or(22);
+  s.user = !o.user.empty() ? o.user : cfg->user.value_or(local_user_name());
+  auto expand = [&](const std::string& p) { return expand_ssh_path(p, s.host, s.port, s.user); };
+  // As with ssh -i: the given file first, then the configured ones.
+  if (!o.identity_file.empty()) s.identity_files.push_back(expand(o.identity_file));
+  for (const std::string& f : cfg->identity_files) s.identity_files.push_back(expand(f));
+  if (s.identity_files.empty()) {
+    for (const char* f : {"~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa"}) s.identity_files.push_back(expand(f));
+  }
+  s.identities_only = cfg->identities_only.value_or(false);
+  if (!o.known_hosts_file.empty()) {
+    s.known_hosts_files = {expand(o.known_hosts_file)};
+  } else if (!cfg->known_hosts_files.empty()) {
+    for (const std::string& f : cfg->known_hosts_files) s.known_hosts_files.push_back(expand(f));
+  } else {
+    s.known_hosts_files = {expand("~/.ssh/known_hosts"), expand("~/.ssh/known_hosts2")};
+  }
+  s.check = o.check_host_keys;
+  s.password = o.password;
+  s.passphrase = o.identity_passphrase;
+  s.compression = o.compression || cfg->compression.value_or(false);
+  s.connect_timeout = o.connect_timeout;
+  s.keepalive_interval = o.keepalive_interval;
+  s.keepalive_count_max = o.keepalive_count_max;
+  s.command = command;
+  return s;
+}
+
+}  // namespace
+
+absl::StatusOr<Connection> libssh2_connect(Router* router, const SshOptions& o, const std::string& target,
+                                           const std::string& script, absl::Time deadline) {
+  global_init();
+  absl::StatusOr<Settings> s = resolve_settings(o, target, remote_command(script));
+  if (!s.ok()) return s.status();
+  struct addrinfo hints = {};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_ADDRCONFIG;
+  struct addrinfo* res = nullptr;
+  int gai = getaddrinfo(s->host.c_str(), std::to_string(s->port).c_str(), &hints, &res);
+  if (gai != 0) {
+    return ssh_error(SshError::kUnknownHost, target, absl::StrCat(s->host, ": ", gai_strerror(gai)));
+  }
+  std::vector<sockaddr_storage> addrs;
+  for (struct addrinfo* a = res; a; a = a->ai_next) {
+    sockaddr_storage ss = {};
+    memcpy(&ss, a->ai_addr, std::min<size_t>(a->ai_addrlen, sizeof ss));
+    addrs.push_back(ss);
+  }
+  freeaddrinfo(res);
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) {
+    return absl::UnavailableError(absl::StrCat(target, ": socketpair: ", strerror(errno)));
+  }
+  int diag[2];
+  if (pipe2(diag, O_NONBLOCK | O_CLOEXEC) != 0) {
+    close(sv[0]);
+    close(sv[1]);
+    return absl::UnavailableError(absl::StrCat(target, ": pipe: ", strerror(errno)));
+  }
+  auto* link = new Libssh2Link(router, *std::move(s), std::move(addrs), sv[1], diag[1]);
+  auto started = std::make_shared<Latch<absl::Status>>();
+  router->broker()->defer([link, started] { link->start(started); });
+  absl::StatusOr<absl::Status> outcome = started->get(std::max(deadline - absl::Now(), absl::ZeroDuration()));
+  absl::Status status = outcome.ok() ? *outcome : ssh_error(SshError::kTimeout, target, "no answer in time");
+  if (!status.ok()) {
+    close(sv[0]);  // the link, if still alive, sees EOF and goes
+    close(diag[0]);
+    return status;
+  }
+  Connection c;
+  c.data = sv[0];
+  c.diag = diag[0];
+  return c;
+}
+
+}  // namespace spindle
