@@ -114,7 +114,7 @@ class Dispatcher {
 void run_child_context(ChildSetup setup) {
   // Objects live until _exit: nothing is torn down in a child.
   auto* calls = new Latch<Message>();
-  std::vector<OutputForwarder*> outputs;
+  std::vector<std::shared_ptr<OutputForwarder>> outputs;
   auto* broker = new Broker();
   Router::Options ropts = setup.router_options;
   ropts.name = setup.name;
@@ -123,8 +123,8 @@ void run_child_context(ChildSetup setup) {
     fflush(nullptr);
     int out = capture_fd(1);
     int err = capture_fd(2);
-    if (out >= 0) outputs.push_back(new OutputForwarder(router, out, setup.name, "stdout"));
-    if (err >= 0) outputs.push_back(new OutputForwarder(router, err, setup.name, "stderr"));
+    if (out >= 0) outputs.push_back(std::make_shared<OutputForwarder>(router, out, setup.name, "stdout"));
+    if (err >= 0) outputs.push_back(std::make_shared<OutputForwarder>(router, err, setup.name, "stderr"));
     setvbuf(stdout, nullptr, _IOLBF, 0);
   }
   router->add_fixed_handler(kCallFunction, [calls](Message&& m) { calls->put(std::move(m)); },
@@ -147,7 +147,7 @@ void run_child_context(ChildSetup setup) {
     _exit(0);
   });
   broker->add_keep_alive([outputs] {
-    for (OutputForwarder* o : outputs) {
+    for (const auto& o : outputs) {
       if (o->open()) return true;
     }
     return false;
@@ -166,7 +166,7 @@ void run_child_context(ChildSetup setup) {
       hello.handle = ready_handle;
       router->route(std::move(hello));
     }
-    for (OutputForwarder* o : outputs) o->watch();
+    for (const auto& o : outputs) o->watch();
   });
   broker->start();
   Dispatcher(router).run(*calls);

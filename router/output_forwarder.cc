@@ -16,9 +16,8 @@ OutputForwarder::~OutputForwarder() {
   if (fd_ >= 0) close(fd_);
 }
 
-void OutputForwarder::watch(std::function<void()> on_closed) {
-  on_closed_ = std::move(on_closed);
-  router_->broker()->watch(fd_, true, false, [this](const PollEvent&) { on_readable(); });
+void OutputForwarder::watch() {
+  router_->broker()->watch(fd_, true, false, [self = shared_from_this()](const PollEvent&) { self->on_readable(); });
 }
 
 void OutputForwarder::on_readable() {
@@ -36,7 +35,6 @@ void OutputForwarder::on_readable() {
     router_->broker()->unwatch(fd_);
     close(fd_);
     fd_ = -1;
-    if (on_closed_) on_closed_();
   }
 }
 

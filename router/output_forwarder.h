@@ -3,18 +3,23 @@
 // `source` ("stdout", "stderr", ...). At EOF (or EIO, a pty whose last
 // writer went) it forwards what is left, unwatches and closes the fd.
 //
+// Ownership: made with std::make_shared; once watched, the broker's
+// handler for the fd holds it, so it lives until the fd closes or the
+// broker goes, whichever comes first.
+//
 // Thread safety: watch() and on_readable() run on the broker thread of
-// `router`, which must outlive the forwarder.
+// `router`.
 #ifndef SPINDLE_ROUTER_OUTPUT_FORWARDER_H_
 #define SPINDLE_ROUTER_OUTPUT_FORWARDER_H_
 
+#include <memory>
 #include <string>
 
 #include "router/router.h"
 
 namespace spindle {
 
-class OutputForwarder {
+class OutputForwarder : public std::enable_shared_from_this<OutputForwarder> {
  public:
   // Takes ownership of `fd` (made non-blocking).
   OutputForwarder(Router* router, int fd, std::string context, std::string source);
@@ -24,9 +29,8 @@ class OutputForwarder {
 
   bool open() const { return fd_ >= 0; }
   int fd() const { return fd_; }
-  // Broker thread. Starts forwarding; `on_closed` (may be empty) runs once
-  // the fd is closed.
-  void watch(std::function<void()> on_closed = {});
+  // Broker thread. Starts forwarding.
+  void watch();
   void on_readable();
 
  private:
@@ -38,7 +42,6 @@ class OutputForwarder {
   std::string context_;
   std::string source_;
   std::string pending_;
-  std::function<void()> on_closed_;
 };
 
 }  // namespace spindle

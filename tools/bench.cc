@@ -15,6 +15,8 @@
 #include "latch/latch.h"
 #include "router/context.h"
 #include "router/router.h"
+#include "transports/agent.h"
+#include "transports/options.h"
 
 namespace {
 
@@ -83,7 +85,89 @@ bool wanted(int argc, char** argv, std::string_view name) {
 
 }  // namespace
 
+// One call on each context at once; returns the wall time in ms.
+double call_each(std::vector<spindle::Context>& contexts) {
+  double t0 = now();
+  std::vector<spindle::CallHandle<void>> pending;
+  pending.reserve(contexts.size());
+  spindle::Select sel;
+  for (auto& c : contexts) {
+    pending.push_back(c.call_async(do_nothing));
+    sel.add(pending.back().receiver());
+  }
+  for (size_t i = 0; i < contexts.size(); ++i) check(check(sel.get(absl::Seconds(60))).message.status());
+  return 1e3 * (now() - t0);
+}
+
+void bench_fanout16(spindle::Router& router) {
+  std::vector<spindle::Context> kids;
+  for (int i = 0; i < 16; ++i) kids.push_back(check(router.fork()));
+  printf("fanout16_call_ms %.2f\n", call_each(kids));
+  for (auto& c : kids) check(c.shutdown(true));
+}
+
+void bench_local_setup(spindle::Router& router) {
+  const int k = 20;
+  double t0 = now();
+  for (int i = 0; i < k; ++i) {
+    spindle::Context c = check(router.local({}));
+    check(c.call(do_nothing));
+    check(c.shutdown(true));
+  }
+  printf("local_setup_ms %.2f\n", 1e3 * (now() - t0) / k);
+}
+
+// The workloads of mitogen_ssh_bench.py, against the loopback sshd of
+// ../shared/bench/sshd_up.sh (host aliases h1..hN in its ssh_config).
+void bench_ssh(spindle::Router& router, spindle::SshTransport transport, const std::string& suffix, int argc,
+               char** argv) {
+  auto want = [&](const char* name) { return wanted(argc, argv, name + suffix); };
+  if (!want("ssh_connect_ms") && !want("ssh_roundtrip_us") && !want("ssh_fanout32_ms") &&
+      !want("ssh_fanout32_warm_call_ms")) {
+    return;
+  }
+  const char* env = getenv("SPINDLE_SSH_CONFIG");
+  std::string config = env ? env : "/tmp/anchor-sshd/ssh_config";
+  if (access(config.c_str(), R_OK) != 0) {
+    fprintf(stderr, "spindle-bench: no %s (run ../shared/bench/sshd_up.sh): ssh figures skipped\n", config.c_str());
+    return;
+  }
+  auto options = [&](int i) {
+    spindle::SshOptions o;
+    o.hostname = "h" + std::to_string(i);
+    o.config_file = config;
+    o.transport = transport;
+    return o;
+  };
+  double t0 = now();
+  spindle::Context c = check(router.ssh(options(1)));
+  check(c.call(do_nothing));
+  if (want("ssh_connect_ms")) printf("ssh_connect_ms%s %.0f\n", suffix.c_str(), 1e3 * (now() - t0));
+  if (want("ssh_roundtrip_us")) {
+    const int k = 2000;
+    t0 = now();
+    for (int i = 0; i < k; ++i) check(c.call(do_nothing));
+    printf("ssh_roundtrip_us%s %.0f\n", suffix.c_str(), 1e6 * (now() - t0) / k);
+  }
+  if (want("ssh_fanout32_ms") || want("ssh_fanout32_warm_call_ms")) {
+    const int n = env_int("HOSTS", 32);
+    std::vector<spindle::Context> hosts(n);
+    t0 = now();
+    std::vector<std::thread> threads;
+    for (int i = 0; i < n; ++i) {
+      threads.emplace_back([&, i] { hosts[i] = check(router.ssh(options(i + 1))); });
+    }
+    for (auto& t : threads) t.join();
+    call_each(hosts);
+    printf("ssh_fanout%d_ms%s %.0f\n", n, suffix.c_str(), 1e3 * (now() - t0));
+    printf("ssh_fanout%d_warm_call_ms%s %.1f\n", n, suffix.c_str(), call_each(hosts));
+    for (auto& h : hosts) check(h.shutdown(true));
+  }
+  check(c.shutdown(true));
+}
+
 int main(int argc, char** argv) {
+  spindle::run_agent_if_requested(argc, argv);
   if (wanted(argc, argv, "latch_roundtrip_us")) bench_latch();
   spindle::Broker broker;
   broker.start();
@@ -132,24 +216,10 @@ int main(int argc, char** argv) {
     printf("async_calls_per_s %.0f\n", m / (now() - t0));
   }
 
-  if (!wanted(argc, argv, "fanout16_call_ms")) {
-    broker.shutdown();
-    broker.join();
-    return 0;
-  }
-  std::vector<spindle::Context> kids;
-  for (int i = 0; i < 16; ++i) kids.push_back(check(router.fork()));
-  t0 = now();
-  {
-    std::vector<spindle::CallHandle<void>> pending;
-    spindle::Select sel;
-    for (auto& c : kids) {
-      pending.push_back(c.call_async(do_nothing));
-      sel.add(pending.back().receiver());
-    }
-    for (size_t i = 0; i < kids.size(); ++i) check(check(sel.get(absl::Seconds(30))).message.status());
-  }
-  printf("fanout16_call_ms %.2f\n", 1e3 * (now() - t0));
+  if (wanted(argc, argv, "fanout16_call_ms")) bench_fanout16(router);
+  if (wanted(argc, argv, "local_setup_ms")) bench_local_setup(router);
+  bench_ssh(router, spindle::SshTransport::kLibssh2, "", argc, argv);
+  bench_ssh(router, spindle::SshTransport::kOpenSsh, "_openssh", argc, argv);
   broker.shutdown();
   broker.join();
   return 0;

@@ -11,6 +11,8 @@
 #include "broker/broker.h"
 #include "router/context.h"
 #include "router/router.h"
+#include "transports/agent.h"
+#include "transports/options.h"
 
 namespace {
 
@@ -52,7 +54,8 @@ void show(const char* what, const absl::StatusOr<std::string>& r) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  spindle::run_agent_if_requested(argc, argv);
   spindle::Broker broker;
   broker.start();
   spindle::Router router(&broker, {});
@@ -78,10 +81,19 @@ int main() {
     return 1;
   }
   show("grandchild.call(where_am_i) (direct route)", grandchild->call(where_am_i));
+  // A fresh process of this program (no fork): what ssh and sudo contexts
+  // are too, on other hosts and accounts.
+  auto fresh = router.local({.name = "fresh"});
+  if (!fresh.ok()) {
+    std::fprintf(stderr, "%s\n", fresh.status().ToString().c_str());
+    return 1;
+  }
+  show("fresh.call(where_am_i) (local, exec'd)", fresh->call(where_am_i));
   show("beta.call(parse_port, \"8080\")", b->call(parse_port, "8080"));
   std::printf("a remote failure comes back as a status naming the context:\n");
   show("beta.call(parse_port, \"http\")", b->call(parse_port, "http"));
 
+  (void)fresh->shutdown(true);
   (void)a->shutdown(true);
   (void)b->shutdown(true);
   broker.shutdown();

@@ -344,10 +344,7 @@ absl::StatusOr<Context> start_bootstrapped(Router* router, BootstrapSpec spec) {
   Connection c = *conn;
   router->broker()->defer([router, c, name, id = *id, leftover = std::move(leftover)]() mutable {
     router->connect_child(id, name, c.pid, std::make_unique<Side>(c.data, name), nullptr, std::move(leftover));
-    if (c.diag >= 0) {
-      auto* f = new OutputForwarder(router, c.diag, name, "stderr");
-      f->watch([router, f] { router->broker()->defer([f] { delete f; }); });
-    }
+    if (c.diag >= 0) std::make_shared<OutputForwarder>(router, c.diag, name, "stderr")->watch();
   });
   absl::StatusOr<Message> hello = ready.get(std::max(deadline - absl::Now(), absl::Milliseconds(100)));
   if (!hello.ok()) {

@@ -19,6 +19,9 @@
 //
 // Flow control: each direction buffers at most kPumpBuffer bytes; a full
 // buffer stops reading from its source, so a slow side slows the other.
+//
+// Lifetime: the broker's handlers for the two descriptors own the link; it
+// goes when it stops watching them, or with the broker.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <libssh2.h>
@@ -113,22 +116,24 @@ int known_host_key_bits(int type) {
   return LIBSSH2_KNOWNHOST_KEY_UNKNOWN;
 }
 
-class Libssh2Link {
+class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
  public:
   Libssh2Link(Router* router, Settings s, std::vector<sockaddr_storage> addrs, int local, int diag)
       : router_(router), s_(std::move(s)), addrs_(std::move(addrs)), local_(local), diag_(diag) {}
+  // Frees what close_all() did not (the broker stopped first).
+  ~Libssh2Link() { release(); }
+  Libssh2Link(const Libssh2Link&) = delete;
+  Libssh2Link& operator=(const Libssh2Link&) = delete;
 
   // Broker thread. Starts connecting; `started` gets the outcome of
   // everything up to the exec of the first stage.
   void start(std::shared_ptr<Latch<absl::Status>> started) {
     started_ = std::move(started);
-    timer_ = broker()->call_later(s_.connect_timeout, [this] {
-      timer_ = 0;
-      if (phase_ != Phase::kRunning) {
-        fail(ssh_error(SshError::kTimeout, s_.target,
-                       absl::StrCat("no session after ", absl::FormatDuration(s_.connect_timeout), " (", where(),
-                                    ")")));
-      }
+    timer_ = broker()->call_later(s_.connect_timeout, [weak = weak_from_this()] {
+      auto self = weak.lock();
+      if (!self) return;
+      self->timer_ = 0;
+      if (self->phase_ != Phase::kRunning) self->connect_timed_out();
     });
     connect_next();
   }
@@ -150,9 +155,9 @@ class Libssh2Link {
       socklen_t len = a.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
       if (connect(sock_, reinterpret_cast<const sockaddr*>(&a), len) == 0 || errno == EINPROGRESS) {
         phase_ = Phase::kConnect;
-        broker()->watch(sock_, false, true, [this](const PollEvent& ev) {
-          if (ev.readable) last_heard_ = absl::Now();
-          step();
+        broker()->watch(sock_, false, true, [self = shared_from_this()](const PollEvent& ev) {
+          if (ev.readable) self->last_heard_ = absl::Now();
+          self->step();
         });
         return;
       }
@@ -161,6 +166,11 @@ class Libssh2Link {
       sock_ = -1;
     }
     fail_connect();
+  }
+
+  void connect_timed_out() {
+    fail(ssh_error(SshError::kTimeout, s_.target,
+                   absl::StrCat("no session after ", absl::FormatDuration(s_.connect_timeout), " (", where(), ")")));
   }
 
   void fail_connect() {
@@ -388,7 +398,7 @@ class Libssh2Link {
       libssh2_agent_free(agent_);
       agent_ = nullptr;
     }
-    broker()->watch(local_, true, false, [this](const PollEvent&) { pump(); });
+    broker()->watch(local_, true, false, [self = shared_from_this()](const PollEvent&) { self->pump(); });
     local_watched_ = true;
     if (s_.keepalive_interval > absl::ZeroDuration()) {
       libssh2_keepalive_config(session_, 1, static_cast<unsigned>(std::max<int64_t>(1, absl::ToInt64Seconds(s_.keepalive_interval))));
@@ -400,17 +410,24 @@ class Libssh2Link {
   }
 
   void schedule_keepalive() {
-    timer_ = broker()->call_later(s_.keepalive_interval, [this] {
-      timer_ = 0;
-      if (phase_ != Phase::kRunning) return;
-      if (absl::Now() - last_heard_ > s_.keepalive_interval * (s_.keepalive_count_max + 1)) {
-        return close_all(absl::StrCat("no answer from ", where(), " to ", s_.keepalive_count_max, " keepalives"));
-      }
-      int next = 0;
-      libssh2_keepalive_send(session_, &next);
-      schedule_keepalive();
-      pump();
+    timer_ = broker()->call_later(s_.keepalive_interval, [weak = weak_from_this()] {
+      auto self = weak.lock();
+      if (!self || self->phase_ != Phase::kRunning) return;
+      self->timer_ = 0;
+      self->keepalive();
     });
+  }
+
+  // A peer that stopped answering (a dead host, a cut cable) is closed, so
+  // its callers wake instead of waiting on a silent TCP connection.
+  void keepalive() {
+    if (absl::Now() - last_heard_ > s_.keepalive_interval * (s_.keepalive_count_max + 1)) {
+      return close_all(absl::StrCat("no answer from ", where(), " to ", s_.keepalive_count_max, " keepalives"));
+    }
+    int next = 0;
+    libssh2_keepalive_send(session_, &next);
+    schedule_keepalive();
+    pump();
   }
 
   // Moves bytes both ways until nothing moves, then sets the interests.
@@ -485,28 +502,34 @@ class Libssh2Link {
     close_all("");
   }
 
-  // Tears the session down without blocking: the socket is shut down first,
-  // so libssh2's goodbye cannot wait on a silent peer, and the descriptor
-  // stays ours until libssh2 is done with it.
+  // Broker thread. Stops watching (the handlers held the last references,
+  // so the link goes once the current one returns) and frees the session.
   void close_all(const std::string&) {
     if (phase_ == Phase::kClosed) return;
     phase_ = Phase::kClosed;
     if (timer_) broker()->cancel_timer(timer_);
     timer_ = 0;
-    if (session_ && channel_) libssh2_channel_send_eof(channel_);
-    if (sock_ >= 0) {
-      broker()->unwatch(sock_);
-      shutdown(sock_, SHUT_RDWR);
-    }
+    if (sock_ >= 0) broker()->unwatch(sock_);
+    if (local_watched_) broker()->unwatch(local_);
+    release();
+  }
+
+  // Tears the session down without blocking: the socket is shut down first,
+  // so libssh2's goodbye cannot wait on a silent peer, and the descriptor
+  // stays ours until libssh2 is done with it.
+  void release() {
+    if (channel_) libssh2_channel_send_eof(channel_);
+    if (sock_ >= 0) shutdown(sock_, SHUT_RDWR);
     if (agent_) libssh2_agent_free(agent_);
     if (channel_) libssh2_channel_free(channel_);
     if (session_) libssh2_session_free(session_);
-    if (sock_ >= 0) close(sock_);
-    if (local_watched_) broker()->unwatch(local_);
-    close(local_);
-    if (diag_ >= 0) close(diag_);
-    Broker* b = broker();
-    b->defer([this] { delete this; });
+    agent_ = nullptr;
+    channel_ = nullptr;
+    session_ = nullptr;
+    for (int* fd : {&sock_, &local_, &diag_}) {
+      if (*fd >= 0) close(*fd);
+      *fd = -1;
+    }
   }
 
   Router* router_;
@@ -602,7 +625,7 @@ absl::StatusOr<Connection> libssh2_connect(Router* router, const SshOptions& o, 
     close(sv[1]);
     return absl::UnavailableError(absl::StrCat(target, ": pipe: ", strerror(errno)));
   }
-  auto* link = new Libssh2Link(router, *std::move(s), std::move(addrs), sv[1], diag[1]);
+  auto link = std::make_shared<Libssh2Link>(router, *std::move(s), std::move(addrs), sv[1], diag[1]);
   auto started = std::make_shared<Latch<absl::Status>>();
   router->broker()->defer([link, started] { link->start(started); });
   absl::StatusOr<absl::Status> outcome = started->get(std::max(deadline - absl::Now(), absl::ZeroDuration()));
