@@ -5,8 +5,9 @@
 #   noisy: a banner, a MOTD, password authentication, and a user
 #          (spindle-a) whose ~/.ssh/rc and ~/.bashrc print text, slowly.
 # Usage: sshd_fixture.sh DIR PLAIN_PORT NOISY_PORT
-# Writes DIR/ssh_config (aliases plain, noisy, wrongkey, noisy-wrongkey, h*), DIR/known_hosts,
-# DIR/known_hosts_wrong, keys DIR/id_ed25519 (authorized) and DIR/wrong_key.
+# Writes DIR/ssh_config (aliases plain, noisy, wrongkey, noisy-wrongkey, passkey, h*), DIR/known_hosts,
+# DIR/known_hosts_wrong, keys DIR/id_ed25519 and DIR/pass_key (passphrase
+# kp-123), both authorized, and DIR/wrong_key.
 set -eu
 DIR=$1 P1=$2 P2=$3
 mkdir -p "$DIR" /run/sshd
@@ -35,7 +36,8 @@ chown -R spindle-a: "$home_a"
 [ -f "$DIR/other_host_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -f "$DIR/other_host_ed25519"
 [ -f "$DIR/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -f "$DIR/id_ed25519"
 [ -f "$DIR/wrong_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$DIR/wrong_key"
-cp "$DIR/id_ed25519.pub" "$DIR/authorized_keys"
+[ -f "$DIR/pass_key" ] || ssh-keygen -q -t ed25519 -N 'kp-123' -f "$DIR/pass_key"
+cat "$DIR/id_ed25519.pub" "$DIR/pass_key.pub" > "$DIR/authorized_keys"
 chmod 644 "$DIR/authorized_keys"
 echo "Welcome to the spindle test server (banner)" > "$DIR/banner"
 
@@ -71,6 +73,7 @@ printf '[127.0.0.1]:%s %s\n[127.0.0.1]:%s %s\n' "$P1" "$other" "$P2" "$other" > 
   printf 'Host noisy\n  HostName 127.0.0.1\n  Port %s\n  User spindle-a\n  IdentityFile %s\n' "$P2" "$DIR/id_ed25519"
   printf 'Host wrongkey\n  HostName 127.0.0.1\n  Port %s\n  User root\n  IdentityFile %s\n' "$P1" "$DIR/wrong_key"
   printf 'Host noisy-wrongkey\n  HostName 127.0.0.1\n  Port %s\n  User spindle-a\n  IdentityFile %s\n' "$P2" "$DIR/wrong_key"
+  printf 'Host passkey\n  HostName 127.0.0.1\n  Port %s\n  User root\n  IdentityFile %s\n' "$P1" "$DIR/pass_key"
   printf 'Host *\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n' "$DIR/known_hosts"
   printf '  StrictHostKeyChecking yes\n  LogLevel ERROR\n'
 } > "$DIR/ssh_config"

@@ -452,6 +452,19 @@ TEST_P(Ssh, ExplicitIdentityFileIsTried) {
   EXPECT_EQ(*c->call(whoami), "root");
 }
 
+TEST_P(Ssh, EncryptedKeyWithItsPassphrase) {
+  SshOptions o = options("passkey");
+  o.identity_passphrase = "kp-123";
+  absl::StatusOr<Context> c = router_.ssh(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(*c->call(whoami), "root");
+}
+
+TEST_P(Ssh, EncryptedKeyWithoutItsPassphraseFails) {
+  absl::StatusOr<Context> c = router_.ssh(options("passkey"));
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kPermissionDenied) << c.status();
+}
+
 TEST_P(Ssh, ConnectionRefused) {
   SshOptions o = options("127.0.0.1");
   o.port = free_port();
