@@ -65,6 +65,19 @@ struct BootstrapSpec {
 
 absl::StatusOr<Context> start_bootstrapped(Router* router, BootstrapSpec spec);
 
+// A spec with the fields that options structs share (name, timeout, and a
+// password where they have one).
+template <typename Options>
+BootstrapSpec bootstrap_spec(std::string kind, std::string target, const Options& o) {
+  BootstrapSpec spec;
+  spec.kind = std::move(kind);
+  spec.name = o.name;
+  spec.target = std::move(target);
+  spec.timeout = o.timeout;
+  if constexpr (requires { o.password; }) spec.password = o.password;
+  return spec;
+}
+
 // How many agent uploads this process has made (tests check that a second
 // connection to a host uploads nothing).
 uint64_t agent_uploads();

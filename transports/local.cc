@@ -16,10 +16,7 @@ SPINDLE_REGISTER(spindle_start_local);
 
 absl::StatusOr<Context> Router::local(const LocalOptions& o) {
   if (o.via) return start_via(this, o, &spindle_start_local);
-  BootstrapSpec spec;
-  spec.kind = "local";
-  spec.name = o.name;
-  spec.timeout = o.timeout;
+  BootstrapSpec spec = bootstrap_spec("local", "", o);
   spec.direct = !o.use_first_stage;
   spec.connect = [&o](const StartCommand& start, absl::Time) {
     SpawnOptions so;

@@ -20,12 +20,7 @@ SPINDLE_REGISTER(spindle_start_su);
 
 absl::StatusOr<Context> Router::sudo(const SudoOptions& o) {
   if (o.via) return start_via(this, o, &spindle_start_sudo);
-  BootstrapSpec spec;
-  spec.kind = "sudo";
-  spec.name = o.name;
-  spec.target = absl::StrCat("sudo to ", o.user, " in ", name());
-  spec.password = o.password;
-  spec.timeout = o.timeout;
+  BootstrapSpec spec = bootstrap_spec("sudo", absl::StrCat("sudo to ", o.user, " in ", name()), o);
   spec.connect = [&o](const StartCommand& start, absl::Time) {
     SpawnOptions so;
     so.argv = {o.sudo_path, "-u", o.user, o.preserve_env ? "-E" : "-H"};
@@ -40,12 +35,7 @@ absl::StatusOr<Context> Router::sudo(const SudoOptions& o) {
 
 absl::StatusOr<Context> Router::su(const SuOptions& o) {
   if (o.via) return start_via(this, o, &spindle_start_su);
-  BootstrapSpec spec;
-  spec.kind = "su";
-  spec.name = o.name;
-  spec.target = absl::StrCat("su to ", o.user, " in ", name());
-  spec.password = o.password;
-  spec.timeout = o.timeout;
+  BootstrapSpec spec = bootstrap_spec("su", absl::StrCat("su to ", o.user, " in ", name()), o);
   spec.connect = [&o](const StartCommand& start, absl::Time) {
     SpawnOptions so;
     so.argv = {o.su_path, o.preserve_env ? "-m" : "-", o.user, "-c",
