@@ -504,9 +504,15 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
 
   // Broker thread. Stops watching (the handlers held the last references,
   // so the link goes once the current one returns) and frees the session.
-  void close_all(const std::string&) {
+  // `reason` goes to the stderr pipe, so that it reaches the master as the
+  // context's last log line (or the bootstrap's error text).
+  void close_all(const std::string& reason) {
     if (phase_ == Phase::kClosed) return;
     phase_ = Phase::kClosed;
+    if (!reason.empty() && diag_ >= 0) {
+      std::string line = absl::StrCat("spindle: ", reason, "\n");
+      (void)!write(diag_, line.data(), line.size());
+    }
     if (timer_) broker()->cancel_timer(timer_);
     timer_ = 0;
     if (sock_ >= 0) broker()->unwatch(sock_);

@@ -11,7 +11,8 @@
 
 namespace spindle {
 
-// `start_here` runs in options.via's process, on Router::current().
+// Any thread but the broker's (it waits for the call). `start_here` runs
+// in options.via's process, on Router::current().
 template <typename Options>
 absl::StatusOr<Context> start_via(Router* router, const Options& options,
                                   absl::StatusOr<Context> (*start_here)(Options)) {
