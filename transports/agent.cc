@@ -7,10 +7,11 @@
 
 #include <mutex>
 
-#include <openssl/evp.h>
+#include <string_view>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "builtins/sha256.h"
 #include "router/child.h"
 #include "router/codec.h"
 #include "transports/first_stage.h"
@@ -50,8 +51,7 @@ absl::StatusOr<AgentImage> compute_image() {
   // replaced since this process started.
   int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return absl::NotFoundError(absl::StrCat("cannot open ", img.path, ": ", strerror(errno)));
-  EVP_MD_CTX* md = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(md, EVP_sha256(), nullptr);
+  Sha256 digest;
   std::string buf(1 << 20, '\0');
   for (;;) {
     ssize_t r = read(fd, buf.data(), buf.size());
@@ -59,19 +59,14 @@ absl::StatusOr<AgentImage> compute_image() {
     if (r < 0) {
       int e = errno;
       close(fd);
-      EVP_MD_CTX_free(md);
       return absl::DataLossError(absl::StrCat("reading ", img.path, ": ", strerror(e)));
     }
     if (r == 0) break;
-    EVP_DigestUpdate(md, buf.data(), static_cast<size_t>(r));
+    digest.update(std::string_view(buf.data(), static_cast<size_t>(r)));
     img.size += static_cast<uint64_t>(r);
   }
   close(fd);
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(md, digest, &len);
-  EVP_MD_CTX_free(md);
-  img.sha256 = absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(digest), len));
+  img.sha256 = digest.hex_digest();
   struct utsname u;
   if (uname(&u) != 0) return absl::InternalError("uname() failed");
   img.platform = absl::StrCat(u.sysname, " ", u.machine);

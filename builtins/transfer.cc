@@ -1,0 +1,201 @@
+#include "builtins/transfer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "absl/strings/str_cat.h"
+#include "builtins/files.h"
+#include "builtins/sha256.h"
+#include "router/registry.h"
+#include "router/router.h"
+
+namespace spindle {
+namespace {
+
+struct Incoming {
+  int fd = -1;
+  std::string tmp_path;
+  std::string final_path;
+  uint32_t mode = 0;
+  uint64_t offset = 0;
+  Sha256 digest;
+  ~Incoming() {
+    if (fd >= 0) close(fd);
+    if (!tmp_path.empty()) unlink(tmp_path.c_str());
+  }
+};
+
+struct Outgoing {
+  int fd = -1;
+  std::string path;
+  Sha256 digest;
+  ~Outgoing() {
+    if (fd >= 0) close(fd);
+  }
+};
+
+// Transfers open in this process. Steps run on the dispatcher; the
+// shutdown hook (broker thread) drops them all, removing temporary files.
+class Transfers {
+ public:
+  static Transfers& instance() {
+    static auto* t = new Transfers();
+    return *t;
+  }
+  template <typename T>
+  void put(std::map<std::string, std::unique_ptr<T>>& m, const std::string& id, std::unique_ptr<T> t) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!hooked_ && Router::current()) {
+      hooked_ = true;
+      Router::current()->broker()->add_shutdown_hook([this] {
+        std::lock_guard<std::mutex> lock(mu_);
+        incoming.clear();
+        outgoing.clear();
+      });
+    }
+    m[id] = std::move(t);
+  }
+  template <typename T>
+  std::unique_ptr<T> take(std::map<std::string, std::unique_ptr<T>>& m, const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = m.find(id);
+    if (it == m.end()) return nullptr;
+    std::unique_ptr<T> t = std::move(it->second);
+    m.erase(it);
+    return t;
+  }
+  std::map<std::string, std::unique_ptr<Incoming>> incoming;
+  std::map<std::string, std::unique_ptr<Outgoing>> outgoing;
+
+ private:
+  std::mutex mu_;
+  bool hooked_ = false;
+};
+
+absl::Status unknown(const std::string& id) {
+  return absl::NotFoundError(absl::StrCat("no transfer '", id, "' is open here (aborted, or never opened)"));
+}
+
+absl::Status open_push(const PushStep& step) {
+  auto in = std::make_unique<Incoming>();
+  struct stat st;
+  in->final_path = step.path;
+  if (stat(step.path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    in->final_path = absl::StrCat(step.path, step.path.back() == '/' ? "" : "/", step.name);
+  }
+  absl::StatusOr<int> fd = create_temp_beside(in->final_path, &in->tmp_path);
+  if (!fd.ok()) return fd.status();
+  in->fd = *fd;
+  in->mode = step.mode & 07777;
+  Transfers::instance().put(Transfers::instance().incoming, step.transfer, std::move(in));
+  return absl::OkStatus();
+}
+
+absl::Status write_all(Incoming& in, std::string_view data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t w = pwrite(in.fd, data.data() + done, data.size() - done, static_cast<off_t>(in.offset + done));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return file_error(w < 0 ? errno : EIO, "write", in.final_path);
+    done += static_cast<size_t>(w);
+  }
+  in.digest.update(data);
+  in.offset += data.size();
+  return absl::OkStatus();
+}
+
+absl::Status close_push(std::unique_ptr<Incoming> in, const PushStep& step) {
+  if (in->offset != step.size) {
+    return absl::DataLossError(absl::StrCat(in->final_path, ": received ", in->offset, " bytes of ", step.size));
+  }
+  std::string got = in->digest.hex_digest();
+  if (got != step.sha256) {
+    return absl::DataLossError(
+        absl::StrCat(in->final_path, ": SHA-256 of the received data is ", got, ", the sender's is ", step.sha256));
+  }
+  if (fchmod(in->fd, in->mode) != 0) return file_error(errno, "chmod", in->final_path);
+  int fd = in->fd;
+  in->fd = -1;
+  if (close(fd) != 0) return file_error(errno, "write", in->final_path);
+  if (rename(in->tmp_path.c_str(), in->final_path.c_str()) != 0) return file_error(errno, "rename into", in->final_path);
+  in->tmp_path.clear();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status spindle_push_step(PushStep step) {
+  Transfers& t = Transfers::instance();
+  if (step.kind == StepKind::kOpen) return open_push(step);
+  std::unique_ptr<Incoming> in = t.take(t.incoming, step.transfer);
+  if (!in) return step.kind == StepKind::kAbort ? absl::OkStatus() : unknown(step.transfer);
+  switch (step.kind) {
+    case StepKind::kData: {
+      if (step.offset != in->offset) {
+        return absl::DataLossError(absl::StrCat(in->final_path, ": a chunk at offset ", step.offset,
+                                                " arrived where ", in->offset, " was expected"));
+      }
+      absl::Status s = write_all(*in, step.data);
+      if (s.ok()) t.put(t.incoming, step.transfer, std::move(in));
+      return s;
+    }
+    case StepKind::kClose:
+      return close_push(std::move(in), step);
+    case StepKind::kAbort:
+      return absl::OkStatus();
+    default:
+      return absl::InvalidArgumentError("push step: not a push step kind");
+  }
+}
+
+absl::StatusOr<PullReply> spindle_pull_step(PullStep step) {
+  Transfers& t = Transfers::instance();
+  PullReply reply;
+  if (step.kind == StepKind::kOpen) {
+    auto out = std::make_unique<Outgoing>();
+    out->path = step.path;
+    out->fd = open(step.path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (out->fd < 0) return file_error(errno, "open", step.path);
+    struct stat st;
+    if (fstat(out->fd, &st) != 0) return file_error(errno, "stat", step.path);
+    if (S_ISDIR(st.st_mode)) return file_error(EISDIR, "pull", step.path);
+    reply.size = static_cast<uint64_t>(st.st_size);
+    reply.mode = st.st_mode & 07777;
+    t.put(t.outgoing, step.transfer, std::move(out));
+    return reply;
+  }
+  std::unique_ptr<Outgoing> out = t.take(t.outgoing, step.transfer);
+  if (step.kind == StepKind::kAbort) return reply;
+  if (!out) return unknown(step.transfer);
+  if (step.kind != StepKind::kRead) return absl::InvalidArgumentError("pull step: not a pull step kind");
+  reply.data.resize(step.length);
+  size_t got = 0;
+  while (got < step.length) {
+    ssize_t r = read(out->fd, reply.data.data() + got, step.length - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return file_error(errno, "read", out->path);
+    if (r == 0) break;
+    got += static_cast<size_t>(r);
+  }
+  // Short only at the end of a regular file.
+  reply.eof = got < step.length;
+  reply.data.resize(got);
+  out->digest.update(reply.data);
+  if (reply.eof) {
+    reply.sha256 = out->digest.hex_digest();
+  } else {
+    t.put(t.outgoing, step.transfer, std::move(out));
+  }
+  return reply;
+}
+
+SPINDLE_REGISTER(spindle_push_step);
+SPINDLE_REGISTER(spindle_pull_step);
+
+}  // namespace spindle
