@@ -25,6 +25,7 @@
 #include "transports/bootstrap.h"
 #include "transports/options.h"
 #include "transports/spawn.h"
+#include "tests/sshd_environment.h"
 
 namespace spindle {
 namespace {
@@ -50,47 +51,6 @@ int sleep_ms(int ms) {
 SPINDLE_REGISTER(sleep_ms);
 bool is_unidirectional() { return Router::current()->unidirectional(); }
 SPINDLE_REGISTER(is_unidirectional);
-
-std::string g_dir;  // the sshd fixture's directory
-int g_plain_port = 0;
-int g_noisy_port = 0;
-
-int free_port() {
-  int s = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a = {};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  close(s);
-  return ntohs(a.sin_port);
-}
-
-void kill_pidfile(const std::string& path) {
-  std::ifstream in(path);
-  int pid = 0;
-  if (in >> pid && pid > 0) kill(pid, SIGTERM);
-}
-
-class SshdEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    char tmpl[] = "/tmp/spindle-sshd-XXXXXX";
-    g_dir = mkdtemp(tmpl);
-    g_plain_port = free_port();
-    g_noisy_port = free_port();
-    std::string cmd = absl::StrCat(SPINDLE_SOURCE_DIR "/tests/sshd_fixture.sh ", g_dir, " ", g_plain_port, " ",
-                                   g_noisy_port);
-    ASSERT_EQ(system(cmd.c_str()), 0) << cmd;
-  }
-  void TearDown() override {
-    kill_pidfile(g_dir + "/plain.pid");
-    kill_pidfile(g_dir + "/noisy.pid");
-    std::string cmd = absl::StrCat("rm -rf ", g_dir);
-    (void)!system(cmd.c_str());
-  }
-};
 
 class Master : public ::testing::Test {
  protected:

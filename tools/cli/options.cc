@@ -220,7 +220,7 @@ absl::StatusOr<CliOptions> parse_options(int argc, char** argv) {
   // starts the command's arguments, so a remote command keeps its own options.
   int sub_argc = argc - 1;
   char** sub_argv = argv + 1;
-  optind = 1;
+  optind = 0;  // 0: glibc reinitialises getopt fully (parse_options may run twice)
   opterr = 0;
   int c;
   while ((c = getopt_long(sub_argc, sub_argv, "+:w:x:l:p:i:F:o:f:bh", longopts, nullptr)) != -1) {
