@@ -275,6 +275,9 @@ absl::Status Router::shutdown_context(uint32_t id, bool wait, absl::Duration tim
   m.dst_id = id;
   m.src_id = m.auth_id = id_;
   m.handle = kShutdown;
+  // The handler never replies, so only a dead reply comes back: at once
+  // when the context is already gone (its route with it), else when it goes.
+  if (gone) m.reply_to = gone->handle();
   route(std::move(m));
   if (!wait) return absl::OkStatus();
   if (child) {

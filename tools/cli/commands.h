@@ -40,9 +40,6 @@ int push_file(Router* router, const CliOptions& options, Console& console, Inter
 int pull_file(Router* router, const CliOptions& options, Console& console, Interrupt& interrupt);
 int ping_hosts(Router* router, const CliOptions& options, Console& console, Interrupt& interrupt);
 
-// Asks every connected target's context to shut down (its running
-// commands are killed) and waits for them, at most `timeout` in all.
-void shut_down_all(const std::vector<Target>& targets, absl::Duration timeout);
 
 }  // namespace spindle
 

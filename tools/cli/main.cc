@@ -4,56 +4,10 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <thread>
 
-#include "absl/strings/str_cat.h"
 #include "broker/broker.h"
-#include "router/context.h"
 #include "tools/cli/commands.h"
 #include "transports/agent.h"
-
-namespace spindle {
-
-Interrupt& Interrupt::install() {
-  static auto* self = new Interrupt();
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  std::thread([set] {
-    for (int n = 0;; ++n) {
-      int sig = 0;
-      if (sigwait(&set, &sig) != 0) continue;
-      if (n > 0) _exit(130);
-      self->requested_ = true;
-      std::function<void()> fn;
-      {
-        std::lock_guard<std::mutex> lock(self->mu_);
-        fn = self->handler_;
-      }
-      if (fn) fn();
-    }
-  }).detach();
-  return *self;
-}
-
-void Interrupt::on_signal(std::function<void()> fn) {
-  std::lock_guard<std::mutex> lock(mu_);
-  handler_ = std::move(fn);
-}
-
-void shut_down_all(const std::vector<Target>& targets, absl::Duration timeout) {
-  absl::Time deadline = absl::Now() + timeout;
-  for (const Target& t : targets) {
-    if (t.context) t.context->shutdown(false).IgnoreError();
-  }
-  for (const Target& t : targets) {
-    if (t.context) t.context->shutdown(true, std::max(deadline - absl::Now(), absl::ZeroDuration())).IgnoreError();
-  }
-}
-
-}  // namespace spindle
 
 int main(int argc, char** argv) {
   spindle::run_agent_if_requested(argc, argv);

@@ -137,4 +137,14 @@ bool connect_all(Router* router, const CliOptions& options, std::vector<Target>*
   return true;
 }
 
+void shut_down_all(const std::vector<Target>& targets, absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  for (const Target& t : targets) {
+    if (t.context) t.context->shutdown(false).IgnoreError();
+  }
+  for (const Target& t : targets) {
+    if (t.context) t.context->shutdown(true, std::max(deadline - absl::Now(), absl::ZeroDuration())).IgnoreError();
+  }
+}
+
 }  // namespace spindle

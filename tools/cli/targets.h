@@ -70,6 +70,10 @@ class Connector {
 // may still be connecting when an interrupt ends the process.
 std::vector<Target>& new_targets(const CliOptions& options);
 
+// Asks every connected target's context to shut down (its running
+// commands are killed) and waits for them, at most `timeout` in all.
+void shut_down_all(const std::vector<Target>& targets, absl::Duration timeout);
+
 class Console;
 class Interrupt;
 
