@@ -5,6 +5,7 @@
 // a deadline: a hang fails the test instead of stalling CI.
 #include <fcntl.h>
 #include <poll.h>
+#include <pty.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -214,6 +215,46 @@ TEST(Cli, LocalContextsNeedNoSsh) {
   }
 }
 
+TEST(Cli, ProgressLineOnATerminalOnly) {
+  // On a pipe (every other test): no progress line.
+  Finished piped = spindle({"run", "--local", "2", "--", "sleep 1.6"});
+  EXPECT_EQ(piped.err, "");
+  // On a terminal, after a second: "spindle: 0/2 done, ...", cleared at the end.
+  int master = -1;
+  pid_t pid = forkpty(&master, nullptr, nullptr, nullptr);
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    execl(g_bin.c_str(), g_bin.c_str(), "run", "--local", "2", "--", "sleep 1.6; echo done", nullptr);
+    _exit(127);
+  }
+  std::string screen;
+  absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (absl::Now() < deadline) {
+    struct pollfd p = {master, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    char buf[4096];
+    ssize_t n = read(master, buf, sizeof buf);
+    if (n <= 0) break;  // EIO once the child has gone
+    screen.append(buf, static_cast<size_t>(n));
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  close(master);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << screen;
+  EXPECT_TRUE(absl::StrContains(screen, "spindle: 0/2 done, 0 failed")) << screen;
+  EXPECT_TRUE(absl::StrContains(screen, "\r\033[K")) << "the progress line is never cleared";
+  EXPECT_TRUE(absl::StrContains(screen, "local1: done")) << screen;
+}
+
+TEST(Cli, HostfileAndExclusion) {
+  std::string dir = scratch("hostfile");
+  std::ofstream(dir + "/hosts") << "# the local contexts\nlocal\nlocal[1-3]  # and more\n\n";
+  Finished f = spindle({"run", "--local", "3", "--hostfile", dir + "/hosts", "-x", "local2", "--", "echo $SPINDLE_HOST"});
+  EXPECT_EQ(f.status, 0) << f.err;
+  EXPECT_EQ(std::count(f.out.begin(), f.out.end(), '\n'), 3) << f.out;
+  EXPECT_FALSE(absl::StrContains(f.out, "local2")) << f.out;
+}
+
 class CliSsh : public ::testing::TestWithParam<std::string> {
  protected:
   std::vector<std::string> args(const std::string& cmd, std::vector<std::string> rest) {
@@ -343,6 +384,30 @@ TEST_P(CliSsh, PushThroughABastion) {
   struct stat st;
   ASSERT_EQ(stat((dest + "/src.bin").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0754u);
+}
+
+TEST_P(CliSsh, ViaTwoBastionsAndInterruptedPushLeavesNothing) {
+  Finished f = spindle(args("run", {"--via", "plain,plain", "-w", "h[1-2]", "--", "echo deep"}));
+  EXPECT_EQ(f.status, 0) << f.err;
+  EXPECT_TRUE(absl::StrContains(f.out, "h1: deep\n") && absl::StrContains(f.out, "h2: deep\n")) << f.out;
+
+  std::string dir = scratch("push-int-" + GetParam());
+  std::string src = dir + "/big";
+  ASSERT_EQ(system(absl::StrCat("truncate -s 4G ", src).c_str()), 0);
+  std::string dest = dir + "/dest";
+  mkdir(dest.c_str(), 0755);
+  Cli cli(args("push", {"-w", "h1", src, dest}));
+  // Interrupt once the temporary file exists and is growing.
+  absl::Time end = absl::Now() + absl::Seconds(60);
+  while (shell_output(absl::StrCat("ls -A ", dest)).empty() && absl::Now() < end) usleep(20000);
+  usleep(200000);
+  kill(cli.pid(), SIGINT);
+  Finished pushed = cli.wait(absl::Seconds(60));
+  EXPECT_EQ(pushed.status, 130) << pushed.err;
+  EXPECT_TRUE(absl::StrContains(pushed.err, "interrupted")) << pushed.err;
+  end = absl::Now() + absl::Seconds(10);
+  while (!shell_output(absl::StrCat("ls -A ", dest)).empty() && absl::Now() < end) usleep(20000);
+  EXPECT_EQ(shell_output(absl::StrCat("ls -A ", dest)), "") << "an interrupted push left a file behind";
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, CliSsh, ::testing::Values("libssh2", "openssh"),

@@ -56,8 +56,9 @@ TEST(Nodeset, FoldsBackIntoRanges) {
   EXPECT_EQ(round, want);
 }
 
-TEST(Nodeset, ExcludeKeepsOrder) {
+TEST(Nodeset, ExcludeKeepsOrderAndDropsRepeats) {
   EXPECT_EQ(exclude_hosts(expand("h[1-5]"), expand("h[2,4]")), (Hosts{"h1", "h3", "h5"}));
+  EXPECT_EQ(exclude_hosts({"b", "a", "b", "c", "a"}, {"c"}), (Hosts{"b", "a"}));
 }
 
 absl::StatusOr<CliOptions> parse(std::vector<std::string> args) {

@@ -109,7 +109,7 @@ std::vector<std::string> exclude_hosts(const std::vector<std::string>& hosts, co
   std::set<std::string> drop(excluded.begin(), excluded.end());
   std::vector<std::string> out;
   for (const auto& h : hosts) {
-    if (!drop.count(h)) out.push_back(h);
+    if (drop.insert(h).second) out.push_back(h);
   }
   return out;
 }

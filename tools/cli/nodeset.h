@@ -24,7 +24,7 @@ absl::StatusOr<std::vector<std::string>> expand_nodeset(absl::string_view text);
 // into ranges: {"h1","h2","h3","h5"} gives "h[1-3,5]". Sorted, each once.
 std::string fold_nodeset(const std::vector<std::string>& hosts);
 
-// `hosts` without any of `excluded`, order kept.
+// `hosts` without any of `excluded`, each once, order kept.
 std::vector<std::string> exclude_hosts(const std::vector<std::string>& hosts, const std::vector<std::string>& excluded);
 
 }  // namespace spindle
