@@ -6,7 +6,8 @@
 #    open) against pdsh, clush, parallel-ssh (../shared/bench/peers_fanout.sh)
 #    and the bare `xargs -P 32 ssh` floor;
 #  - copy: `spindle push` of a SIZE_MIB file to h[1-8] against 8 parallel
-#    scp, pdcp and clush --copy, with spindle's peak memory.
+#    scp, pdcp and clush --copy, with spindle's peak memory; also both
+#    sides with -o Ciphers=aes128-gcm@openssh.com (spindle --transport openssh).
 # ROUNDS=N repeats everything N times (tools interleaved) and prints the
 # median of each figure and the ratios the issue asks for.
 # Usage: tools/bench_cli.sh   (after tools/setup.sh and a build; installs
@@ -39,6 +40,7 @@ for r in $(seq "$ROUNDS"); do
   echo "spindle_openssh_fanout32_ms $(ms "$S" run --transport openssh -w 'h[1-32]' -- true)" >> "$out"
 
   fresh; echo "scp_push8_ms $(ms sh -c "for i in 1 2 3 4 5 6 7 8; do scp -q $tmp/file h\$i:/tmp/bench-dest/f\$i & done; wait")" >> "$out"
+  fresh; echo "scp_gcm_push8_ms $(ms sh -c "for i in 1 2 3 4 5 6 7 8; do scp -q -c aes128-gcm@openssh.com $tmp/file h\$i:/tmp/bench-dest/f\$i & done; wait")" >> "$out"
   fresh; echo "pdcp_push8_ms $(PDSH_RCMD_TYPE=ssh ms pdcp -f 8 -w 'h[1-8]' "$tmp/file" /tmp/bench-dest/)" >> "$out"
   fresh; echo "clush_push8_ms $(ms clush -f 8 -w 'h[1-8]' --copy "$tmp/file" --dest /tmp/bench-dest/)" >> "$out"
   fresh
@@ -53,6 +55,11 @@ for r in $(seq "$ROUNDS"); do
   "$S" push --transport openssh -w 'h[1-8]' "$tmp/file" /tmp/bench-dest/ >/dev/null 2>&1
   t1=$(date +%s%N)
   echo "spindle_openssh_push8_ms $(( (t1 - t0) / 1000000 ))" >> "$out"
+  fresh
+  t0=$(date +%s%N)
+  "$S" push --transport openssh -o Ciphers=aes128-gcm@openssh.com -w 'h[1-8]' "$tmp/file" /tmp/bench-dest/ >/dev/null 2>&1
+  t1=$(date +%s%N)
+  echo "spindle_openssh_gcm_push8_ms $(( (t1 - t0) / 1000000 ))" >> "$out"
 done
 
 median() { awk -v n="$1" '$1 == n {print $2}' "$out" | sort -g | awk '{v[NR]=$1} END {if (NR) print v[int((NR+1)/2)]}'; }
@@ -65,3 +72,6 @@ echo "# ratios"
 echo "fanout32 spindle / fastest of pdsh, clush, pssh:  $(ratio "$(median spindle_fanout32_ms)" "$best_peer")  (target <= 0.8)"
 echo "fanout32 spindle / xargs ssh curve25519 floor:    $(ratio "$(median spindle_fanout32_ms)" "$(median ssh_xargs_curve25519_fanout32_ms)")  (target <= 1.15)"
 echo "push8 spindle / fastest of scp, pdcp, clush:      $(ratio "$(median spindle_push8_ms)" "$best_copy")  (target <= 1.0)"
+echo "push8 spindle openssh / same:                     $(ratio "$(median spindle_openssh_push8_ms)" "$best_copy")"
+best_gcm=$( (echo "$best_copy"; median scp_gcm_push8_ms) | sort -g | head -1)
+echo "push8 spindle openssh aes128-gcm / fastest, scp with aes128-gcm too: $(ratio "$(median spindle_openssh_gcm_push8_ms)" "$best_gcm")"

@@ -73,9 +73,14 @@ absl::StatusOr<AgentImage> compute_image() {
   return img;
 }
 
-// Moves `fd` out of the stdio range, close-on-exec.
+// Moves `fd` out of the stdio range, close-on-exec. A pipe (sshd gives
+// the agent pipes) grows to 1 MiB: with the default 64 KiB, a bulk copy
+// costs sshd and the agent a wake-up for every 64 KiB.
 int move_high(int fd) {
   int high = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+#ifdef F_SETPIPE_SZ
+  (void)fcntl(high < 0 ? fd : high, F_SETPIPE_SZ, 1 << 20);
+#endif
   return high < 0 ? fd : high;
 }
 
