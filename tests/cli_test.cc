@@ -78,6 +78,7 @@ class Cli {
       if (poll(p, 2, ms) == 0) {
         ADD_FAILURE() << "spindle did not finish within " << limit;
         kill(-pid_, SIGKILL);
+        deadline = absl::Now() + absl::Seconds(10);  // to reap it
         break;
       }
       for (int i = 0; i < 2; ++i) {
@@ -95,7 +96,15 @@ class Cli {
     }
     int status = 0;
     struct rusage ru = {};
-    wait4(pid_, &status, 0, &ru);
+    while (wait4(pid_, &status, WNOHANG, &ru) == 0) {
+      if (absl::Now() > deadline) {
+        ADD_FAILURE() << "spindle closed its output but did not exit within " << limit;
+        kill(-pid_, SIGKILL);
+        wait4(pid_, &status, 0, &ru);
+        break;
+      }
+      usleep(5000);
+    }
     f.took = absl::Now() - start_;
     f.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     f.maxrss_kb = ru.ru_maxrss;
@@ -238,7 +247,16 @@ TEST(Cli, ProgressLineOnATerminalOnly) {
     screen.append(buf, static_cast<size_t>(n));
   }
   int status = 0;
-  waitpid(pid, &status, 0);
+  absl::Time reap_by = absl::Now() + absl::Seconds(10);
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (absl::Now() > reap_by) {
+      ADD_FAILURE() << "spindle on a terminal did not exit";
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      break;
+    }
+    usleep(10000);
+  }
   close(master);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << screen;
   EXPECT_TRUE(absl::StrContains(screen, "spindle: 0/2 done, 0 failed")) << screen;
