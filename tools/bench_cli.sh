@@ -18,7 +18,7 @@ SHARED=${SHARED:-$(cd ../shared && pwd)}
 ROUNDS=${ROUNDS:-5}
 SIZE_MIB=${SIZE_MIB:-256}
 S=${SPINDLE:-$PWD/build/tools/spindle}
-DIR=/tmp/anchor-sshd
+export DIR=${DIR:-/tmp/anchor-sshd}
 for p in pdsh clustershell pssh; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null

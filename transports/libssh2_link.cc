@@ -52,6 +52,39 @@ namespace {
 constexpr size_t kPumpBuffer = 1 << 20;
 constexpr size_t kChunk = 256 * 1024;
 
+// Bytes on their way one direction. Reads land in the free space at the
+// end and writes take from the front by moving an offset: a channel write
+// takes one packet (32 KiB) at a time, and erasing that from the front of
+// a full buffer moved a mebibyte per packet (15 % of a bulk push's CPU).
+// The unsent rest moves to the front only when the free space runs short.
+class PumpBuffer {
+ public:
+  PumpBuffer() : buf_(new char[kPumpBuffer]) {}
+  size_t size() const { return end_ - begin_; }
+  bool empty() const { return begin_ == end_; }
+  const char* data() const { return buf_.get() + begin_; }
+  void consume(size_t n) {
+    begin_ += n;
+    if (begin_ == end_) begin_ = end_ = 0;
+  }
+  // Where the next read goes: at most kChunk bytes, never past kPumpBuffer
+  // in all. Empty when the buffer is full.
+  std::pair<char*, size_t> space() {
+    if (begin_ > 0 && kPumpBuffer - end_ < kChunk) {
+      memmove(buf_.get(), data(), size());
+      end_ -= begin_;
+      begin_ = 0;
+    }
+    return {buf_.get() + end_, std::min(kChunk, kPumpBuffer - end_)};
+  }
+  void commit(size_t n) { end_ += n; }
+
+ private:
+  std::unique_ptr<char[]> buf_;
+  size_t begin_ = 0;
+  size_t end_ = 0;
+};
+
 void global_init() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -433,26 +466,26 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
   // Moves bytes both ways until nothing moves, then sets the interests.
   void pump() {
     if (phase_ != Phase::kRunning) return;
-    char buf[kChunk];
     bool moved = true;
     bool blocked_out = false;
     while (moved && phase_ == Phase::kRunning) {
       moved = false;
       // Remote to local.
-      if (to_local_.size() < kPumpBuffer) {
-        ssize_t n = libssh2_channel_read(channel_, buf, sizeof buf);
+      if (auto [at, room] = to_local_.space(); room > 0) {
+        ssize_t n = libssh2_channel_read(channel_, at, room);
         if (n > 0) {
-          to_local_.append(buf, static_cast<size_t>(n));
+          to_local_.commit(static_cast<size_t>(n));
           last_heard_ = absl::Now();
           moved = true;
         } else if (n < 0 && n != LIBSSH2_ERROR_EAGAIN) {
           return close_all(session_failure(static_cast<int>(n)).ToString());
         }
       }
-      ssize_t e = libssh2_channel_read_stderr(channel_, buf, sizeof buf);
+      char err[4096];
+      ssize_t e = libssh2_channel_read_stderr(channel_, err, sizeof err);
       if (e > 0) {
         moved = true;
-        if (diag_ >= 0 && write(diag_, buf, static_cast<size_t>(e)) < 0 && errno != EAGAIN) {
+        if (diag_ >= 0 && write(diag_, err, static_cast<size_t>(e)) < 0 && errno != EAGAIN) {
           close(diag_);
           diag_ = -1;
         }
@@ -460,7 +493,7 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
       if (!to_local_.empty()) {
         ssize_t w = send(local_, to_local_.data(), to_local_.size(), MSG_NOSIGNAL);
         if (w > 0) {
-          to_local_.erase(0, static_cast<size_t>(w));
+          to_local_.consume(static_cast<size_t>(w));
           moved = true;
         } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
           return close_all("the local end closed");
@@ -470,10 +503,10 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
         return close_all(absl::StrCat("the remote side of ", where(), " closed"));
       }
       // Local to remote.
-      if (!local_eof_ && to_remote_.size() < kPumpBuffer) {
-        ssize_t r = recv(local_, buf, std::min(sizeof buf, kPumpBuffer - to_remote_.size()), 0);
+      if (auto [at, room] = to_remote_.space(); !local_eof_ && room > 0) {
+        ssize_t r = recv(local_, at, room, 0);
         if (r > 0) {
-          to_remote_.append(buf, static_cast<size_t>(r));
+          to_remote_.commit(static_cast<size_t>(r));
           moved = true;
         } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
           local_eof_ = true;
@@ -482,7 +515,7 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
       if (!to_remote_.empty()) {
         ssize_t w = libssh2_channel_write(channel_, to_remote_.data(), to_remote_.size());
         if (w > 0) {
-          to_remote_.erase(0, static_cast<size_t>(w));
+          to_remote_.consume(static_cast<size_t>(w));
           moved = true;
         } else if (w == LIBSSH2_ERROR_EAGAIN) {
           blocked_out = true;
@@ -556,8 +589,8 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
   std::vector<std::string> tried_;
   std::shared_ptr<Latch<absl::Status>> started_;
   Broker::TimerId timer_ = 0;
-  std::string to_local_;
-  std::string to_remote_;
+  PumpBuffer to_local_;
+  PumpBuffer to_remote_;
   bool local_eof_ = false;
   bool local_watched_ = false;
   absl::Time last_heard_;
