@@ -1,5 +1,5 @@
 // Sha256: an incremental SHA-256 digest (OpenSSL's EVP), for the agent's
-// cache key and the end-to-end checksums of file transfers.
+// cache key (file transfers use the faster Checksum of checksum.h).
 //
 // Owns its digest state. Not thread-safe: one thread at a time.
 #ifndef SPINDLE_BUILTINS_SHA256_H_

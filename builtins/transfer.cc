@@ -11,7 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "builtins/files.h"
-#include "builtins/sha256.h"
+#include "builtins/checksum.h"
 #include "router/registry.h"
 #include "router/router.h"
 
@@ -24,7 +24,7 @@ struct Incoming {
   std::string final_path;
   uint32_t mode = 0;
   uint64_t offset = 0;
-  Sha256 digest;
+  Checksum digest;
   ~Incoming() {
     if (fd >= 0) close(fd);
     if (!tmp_path.empty()) unlink(tmp_path.c_str());
@@ -34,7 +34,7 @@ struct Incoming {
 struct Outgoing {
   int fd = -1;
   std::string path;
-  Sha256 digest;
+  Checksum digest;
   ~Outgoing() {
     if (fd >= 0) close(fd);
   }
@@ -115,9 +115,9 @@ absl::Status close_push(std::unique_ptr<Incoming> in, const PushStep& step) {
     return absl::DataLossError(absl::StrCat(in->final_path, ": received ", in->offset, " bytes of ", step.size));
   }
   std::string got = in->digest.hex_digest();
-  if (got != step.sha256) {
+  if (got != step.checksum) {
     return absl::DataLossError(
-        absl::StrCat(in->final_path, ": SHA-256 of the received data is ", got, ", the sender's is ", step.sha256));
+        absl::StrCat(in->final_path, ": checksum of the received data is ", got, ", the sender's is ", step.checksum));
   }
   if (fchmod(in->fd, in->mode) != 0) return file_error(errno, "chmod", in->final_path);
   int fd = in->fd;
@@ -188,7 +188,7 @@ absl::StatusOr<PullReply> spindle_pull_step(PullStep step) {
   reply.data.resize(got);
   out->digest.update(reply.data);
   if (reply.eof) {
-    reply.sha256 = out->digest.hex_digest();
+    reply.checksum = out->digest.hex_digest();
   } else {
     t.put(t.outgoing, step.transfer, std::move(out));
   }

@@ -46,8 +46,8 @@ struct PushStep {
   uint64_t offset = 0;   // kData
   std::string data;      // kData
   uint64_t size = 0;     // kClose: of the whole file
-  std::string sha256;    // kClose: hex digest of the whole file
-  MSGPACK_DEFINE(kind, transfer, path, name, mode, offset, data, size, sha256);
+  std::string checksum;  // kClose: Checksum of the whole file (checksum.h)
+  MSGPACK_DEFINE(kind, transfer, path, name, mode, offset, data, size, checksum);
 };
 
 // Runs one step of a push in this context.
@@ -66,8 +66,8 @@ struct PullReply {
   uint32_t mode = 0;   // kOpen
   std::string data;    // kRead
   bool eof = false;    // kRead: fewer bytes than asked: the end; data is the last piece
-  std::string sha256;  // with eof: of everything read
-  MSGPACK_DEFINE(size, mode, data, eof, sha256);
+  std::string checksum;  // with eof: Checksum of everything read
+  MSGPACK_DEFINE(size, mode, data, eof, checksum);
 };
 
 absl::StatusOr<PullReply> spindle_pull_step(PullStep step);

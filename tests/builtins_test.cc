@@ -19,7 +19,7 @@
 #include "builtins/command.h"
 #include "builtins/files.h"
 #include "builtins/push_fanout.h"
-#include "builtins/sha256.h"
+#include "builtins/checksum.h"
 #include "builtins/transfer.h"
 #include "router/context.h"
 #include "router/receiver.h"
@@ -116,7 +116,7 @@ class Builtins : public ::testing::Test {
   }
   // Sends a whole push of `data` through a PushFanout.
   std::map<uint32_t, absl::Status> push(const std::vector<std::vector<Context>>& paths, const std::string& data,
-                                        const std::string& dest, const std::string& claimed_sha = "") {
+                                        const std::string& dest, const std::string& claimed_checksum = "") {
     PushFanout fanout(paths, 3, kDeadline);
     PushStep step;
     step.transfer = absl::StrCat("t", ++transfers_);
@@ -130,12 +130,12 @@ class Builtins : public ::testing::Test {
       step.data = data.substr(off, 256 << 10);
       fanout.send(step);
     }
-    Sha256 d;
+    Checksum d;
     d.update(data);
     step.kind = StepKind::kClose;
     step.data.clear();
     step.size = data.size();
-    step.sha256 = claimed_sha.empty() ? d.hex_digest() : claimed_sha;
+    step.checksum = claimed_checksum.empty() ? d.hex_digest() : claimed_checksum;
     fanout.send(step);
     fanout.drain();
     return fanout.failures();
@@ -147,6 +147,17 @@ class Builtins : public ::testing::Test {
   std::string dir_;
   int transfers_ = 0;
 };
+
+// Known values from xxhsum -H2 (the reference XXH3-128), whatever the pieces.
+TEST(Checksum, IsTheReferenceXxh128OfAllThatWasGiven) {
+  Checksum empty;
+  EXPECT_EQ(empty.hex_digest(), "xxh128:99aa06d3014798d86001c324468d497f");
+  Checksum pieces;
+  pieces.update("spin");
+  pieces.update("");
+  pieces.update("dle");
+  EXPECT_EQ(pieces.hex_digest(), "xxh128:9b71654a857a8f10d34a6d16d0dde843");
+}
 
 TEST_F(Builtins, CommandReportsExitStatusOutputEnvCwdAndStdin) {
   CommandRequest req;
@@ -290,7 +301,7 @@ TEST_F(Builtins, PushWithAWrongChecksumIsDataLossAndWritesNothing) {
   auto failures = push({{worker_}}, random_bytes(1 << 20, 2), dir_ + "/f", std::string(64, '0'));
   ASSERT_EQ(failures.size(), 1u);
   EXPECT_EQ(failures.begin()->second.code(), absl::StatusCode::kDataLoss) << failures.begin()->second;
-  EXPECT_TRUE(absl::StrContains(failures.begin()->second.message(), "SHA-256")) << failures.begin()->second;
+  EXPECT_TRUE(absl::StrContains(failures.begin()->second.message(), "checksum of the received data is xxh128:")) << failures.begin()->second;
   EXPECT_TRUE(list_dir(dir_).empty());
 }
 
@@ -364,14 +375,14 @@ TEST_F(Builtins, PullReturnsTheFileInOrderWithItsDigest) {
   step.kind = StepKind::kRead;
   step.length = 256 << 10;
   std::string got;
-  Sha256 digest;
+  Checksum digest;
   for (int i = 0; i < 100; ++i) {
     absl::StatusOr<PullReply> r = call(worker_, spindle_pull_step, step);
     ASSERT_TRUE(r.ok()) << r.status();
     got += r->data;
     digest.update(r->data);
     if (r->eof) {
-      EXPECT_EQ(r->sha256, digest.hex_digest());
+      EXPECT_EQ(r->checksum, digest.hex_digest());
       break;
     }
   }

@@ -4,7 +4,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 PACKAGES="g++ meson ninja-build pkg-config cmake libabsl-dev libmsgpack-cxx-dev libssh2-1-dev
-  libssl-dev zlib1g-dev libgpg-error-dev libgtest-dev libgmock-dev openssh-client openssh-server sudo
+  libssl-dev zlib1g-dev libgpg-error-dev libxxhash-dev libgtest-dev libgmock-dev openssh-client openssh-server sudo
   passwd procps python3 python3-mitogen"
 missing=""
 for p in $PACKAGES; do

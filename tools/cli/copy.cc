@@ -21,7 +21,7 @@
 #include "absl/strings/str_format.h"
 #include "builtins/files.h"
 #include "builtins/push_fanout.h"
-#include "builtins/sha256.h"
+#include "builtins/checksum.h"
 #include "builtins/transfer.h"
 #include "tools/cli/commands.h"
 
@@ -109,7 +109,7 @@ int push_file(Router* router, const CliOptions& o, Console& console, Interrupt& 
   step.mode = static_cast<uint32_t>(st.st_mode & 07777);
   fanout.send(step);
   step.kind = StepKind::kData;
-  Sha256 digest;
+  Checksum digest;
   uint64_t offset = 0;
   std::string buf(chunk_size(first_hops.size()), '\0');
   bool interrupted = false;
@@ -136,7 +136,7 @@ int push_file(Router* router, const CliOptions& o, Console& console, Interrupt& 
   } else {
     step.kind = StepKind::kClose;
     step.size = offset;
-    step.sha256 = digest.hex_digest();
+    step.checksum = digest.hex_digest();
   }
   fanout.send(step);
   fanout.drain();
@@ -184,7 +184,7 @@ absl::Status pull_one(const Context& ctx, const std::string& remote, const std::
     abort_pull(ctx, step.transfer);
     return fd.status();
   }
-  Sha256 digest;
+  Checksum digest;
   std::deque<CallHandle<PullReply>> in_flight;
   uint64_t requested = 0, written = 0;
   bool eof = false;
@@ -218,9 +218,9 @@ absl::Status pull_one(const Context& ctx, const std::string& remote, const std::
     eof = r->eof;
     if (eof && s.ok()) {
       std::string mine = digest.hex_digest();
-      if (mine != r->sha256) {
-        s = absl::DataLossError(absl::StrCat(remote, ": SHA-256 of the received data is ", mine,
-                                             ", the host's is ", r->sha256));
+      if (mine != r->checksum) {
+        s = absl::DataLossError(absl::StrCat(remote, ": checksum of the received data is ", mine,
+                                             ", the host's is ", r->checksum));
       }
     }
     if (!eof && interrupt.requested()) s = absl::CancelledError("interrupted; nothing was written");

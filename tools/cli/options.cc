@@ -66,7 +66,7 @@ Copies the file LOCAL to REMOTE on every host (into it, when REMOTE is a
 directory). The file is read once and streamed in chunks with a bounded
 window per host, so memory stays small whatever its size; with --via each
 bastion receives it once and passes it on. Each host writes a temporary file
-beside REMOTE, checks size and SHA-256 against the sender's, sets LOCAL's
+beside REMOTE, checks size and XXH3-128 checksum against the sender's, sets LOCAL's
 mode and renames it into place.
 
 )";
@@ -74,7 +74,7 @@ mode and renames it into place.
 constexpr char kPullHelp[] = R"(usage: spindle pull -w NODESET [options] REMOTE LOCALDIR
 
 Copies REMOTE from every host into LOCALDIR, as LOCALDIR/NAME.HOST (NAME is
-REMOTE's base name), streamed in chunks, checked by SHA-256, mode kept.
+REMOTE's base name), streamed in chunks, checked by XXH3-128, mode kept.
 
 )";
 
