@@ -499,9 +499,10 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
           return close_all("the local end closed");
         }
       }
-      if (to_local_.empty() && libssh2_channel_eof(channel_)) {
-        return close_all(absl::StrCat("the remote side of ", where(), " closed"));
-      }
+      // The agent exited: after a shutdown that is the normal end, and
+      // otherwise the router reports the context gone; a line on its
+      // stderr would only repeat that (the OpenSSH transport adds none).
+      if (to_local_.empty() && libssh2_channel_eof(channel_)) return close_all("");
       // Local to remote.
       if (auto [at, room] = to_remote_.space(); !local_eof_ && room > 0) {
         ssize_t r = recv(local_, at, room, 0);
