@@ -375,6 +375,22 @@ TEST_P(Ssh, CallsAndASecondConnectionUploadsNothing) {
   EXPECT_TRUE(again->call(my_pid).ok());
 }
 
+// A reply that libssh2 happened to read into its own queue (during the
+// stderr read, just after the stdout read found nothing) left the socket
+// quiet: the caller slept until the next keepalive, 15 s, about once in
+// 6,000 calls. With keepalives off, such a lost wake-up would be forever;
+// each call here has 5 s.
+TEST_P(Ssh, EveryReplyWakesItsCallerAtOnce) {
+  SshOptions o = options("plain");
+  o.keepalive_interval = absl::ZeroDuration();
+  absl::StatusOr<Context> c = router_.ssh(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  for (int i = 0; i < 20000; ++i) {
+    absl::StatusOr<int> pid = c->call_async(my_pid).get(absl::Seconds(5));
+    ASSERT_TRUE(pid.ok()) << "call " << i << ": " << pid.status();
+  }
+}
+
 TEST_P(Ssh, BannerRcFilesAndMotdDoNotBreakTheBootstrap) {
   absl::StatusOr<Context> c = router_.ssh(options("noisy"));
   ASSERT_TRUE(c.ok()) << c.status();

@@ -525,6 +525,10 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
         }
       }
       if (local_eof_ && to_remote_.empty()) return close_all("the context's stream closed");
+      // Any libssh2 call may have read packets into libssh2's queue (a
+      // reply read by the stderr read just after the stdout read found
+      // nothing): the socket will not wake us for those, so read them now.
+      if (!moved && to_local_.space().second > 0 && libssh2_poll_channel_read(channel_, 1)) moved = true;
     }
     int dirs = libssh2_session_block_directions(session_);
     broker()->set_interest(sock_, true, blocked_out || (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND));
