@@ -2,17 +2,20 @@
 // OpenSSH client and libssh2, and via= chains. Real processes, ptys, sudo,
 // su and two sshd servers on loopback (tests/sshd_fixture.sh), so the suite
 // needs root (as CI and the README's test command run it).
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
+#include <memory>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -561,6 +564,47 @@ TEST_P(Ssh, ThreeHopChainAndLossOfTheMiddleHop) {
   EXPECT_TRUE(hop1->call(my_pid).ok());  // above the loss, all is well
 }
 
+// libssh2 kept the server's one-byte reply to each SSH keepalive in its
+// queue, and with one at the front the link's pump spun forever on the
+// broker thread: an idle second was enough to stall every later call.
+TEST_P(Ssh, AnIdleLinkStillAnswersAfterItsKeepalives) {
+  SshOptions o = options("plain");
+  o.keepalive_interval = absl::Seconds(1);
+  absl::StatusOr<Context> c = router_.ssh(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  absl::SleepFor(absl::Milliseconds(3500));
+  for (int i = 0; i < 200; ++i) {
+    absl::StatusOr<int> pid = c->call_async(my_pid).get(absl::Seconds(5));
+    ASSERT_TRUE(pid.ok()) << "call " << i << ": " << pid.status();
+  }
+}
+
+std::string transport_name(SshTransport t) { return t == SshTransport::kLibssh2 ? "libssh2" : "openssh"; }
+
+// A host that falls silent (a dead host, a cut cable) must be reported gone
+// within its keepalives. Only a network that drops packets shows that, so
+// the check (SilentNetwork, below) runs in a copy of this binary inside a
+// network namespace of its own, with its own sshd on its own loopback,
+// which it takes down mid-session.
+TEST_P(Ssh, AHostThatFallsSilentIsGoneWithinItsKeepalives) {
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  ASSERT_GT(n, 0);
+  self[n] = '\0';
+  std::string cmd = absl::StrCat("SPINDLE_SILENT_NETWORK=", transport_name(GetParam()),
+                                 " timeout -s KILL 120 unshare -n sh -c 'ip link set lo up && exec \"$0\" "
+                                 "--gtest_filter=SilentNetwork.*' ",
+                                 self, " 2>&1");
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  while (size_t got = fread(buf, 1, sizeof buf, p)) out.append(buf, got);
+  int status = pclose(p);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << cmd << "\n" << out;
+  EXPECT_NE(out.find("[  PASSED  ] 1 test"), std::string::npos) << out;
+}
+
 INSTANTIATE_TEST_SUITE_P(Transports, Ssh, ::testing::Values(SshTransport::kLibssh2, SshTransport::kOpenSsh),
                          [](const ::testing::TestParamInfo<SshTransport>& p) {
                            return p.param == SshTransport::kLibssh2 ? "libssh2" : "openssh";
@@ -583,6 +627,51 @@ TEST(Unidirectional, AgentsInheritTheMode) {
   }
 }
 
+// Runs inside the namespace of AHostThatFallsSilentIsGoneWithinItsKeepalives.
+class SilentNetwork : public Master {
+ public:
+  explicit SilentNetwork(SshTransport t) : transport_(t) {}
+  ~SilentNetwork() override { kill_the_rest_of_this_namespace(); }
+  void TestBody() override {
+    SshOptions o;
+    o.hostname = "plain";
+    o.config_file = g_dir + "/ssh_config";
+    o.transport = transport_;
+    o.connect_timeout = absl::Seconds(10);
+    o.keepalive_interval = absl::Seconds(1);
+    o.keepalive_count_max = 2;
+    absl::StatusOr<Context> c = router_.ssh(o);
+    ASSERT_TRUE(c.ok()) << c.status();
+    ASSERT_TRUE(c->call(my_pid).ok());
+    ASSERT_EQ(system("ip link set lo down"), 0);
+    absl::Time start = absl::Now();
+    absl::StatusOr<int> r = c->call_async(my_pid).get(absl::Seconds(60));
+    absl::Duration took = absl::Now() - start;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+    // Three seconds of silence allowed, then the news travels.
+    EXPECT_LT(took, absl::Seconds(10)) << r.status();
+  }
+
+ private:
+  // The sshd sessions and agents of this namespace would otherwise wait
+  // for TCP's own timeouts, for hours.
+  static void kill_the_rest_of_this_namespace() {
+    char mine[64] = {};
+    if (readlink("/proc/self/ns/net", mine, sizeof mine - 1) <= 0) return;
+    std::unique_ptr<DIR, int (*)(DIR*)> proc(opendir("/proc"), closedir);
+    while (struct dirent* e = proc ? readdir(proc.get()) : nullptr) {
+      int pid = atoi(e->d_name);
+      if (pid <= 0 || pid == getpid()) continue;
+      char theirs[64] = {};
+      if (readlink(absl::StrCat("/proc/", pid, "/ns/net").c_str(), theirs, sizeof theirs - 1) > 0 &&
+          strcmp(mine, theirs) == 0) {
+        kill(pid, SIGKILL);
+      }
+    }
+  }
+  SshTransport transport_;
+};
+
 }  // namespace
 }  // namespace spindle
 
@@ -590,5 +679,11 @@ int main(int argc, char** argv) {
   spindle::run_agent_if_requested(argc, argv);
   ::testing::InitGoogleTest(&argc, argv);
   ::testing::AddGlobalTestEnvironment(new spindle::SshdEnvironment);
+  if (const char* t = getenv("SPINDLE_SILENT_NETWORK")) {
+    spindle::SshTransport transport =
+        std::string(t) == "openssh" ? spindle::SshTransport::kOpenSsh : spindle::SshTransport::kLibssh2;
+    ::testing::RegisterTest("SilentNetwork", t, nullptr, nullptr, __FILE__, __LINE__,
+                            [transport]() -> ::testing::Test* { return new spindle::SilentNetwork(transport); });
+  }
   return RUN_ALL_TESTS();
 }

@@ -162,10 +162,10 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
   // everything up to the exec of the first stage.
   void start(std::shared_ptr<Latch<absl::Status>> started) {
     started_ = std::move(started);
-    timer_ = broker()->call_later(s_.connect_timeout, [weak = weak_from_this()] {
+    connect_timer_ = broker()->call_later(s_.connect_timeout, [weak = weak_from_this()] {
       auto self = weak.lock();
       if (!self) return;
-      self->timer_ = 0;
+      self->connect_timer_ = 0;
       if (self->phase_ != Phase::kRunning) self->connect_timed_out();
     });
     connect_next();
@@ -188,10 +188,7 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
       socklen_t len = a.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
       if (connect(sock_, reinterpret_cast<const sockaddr*>(&a), len) == 0 || errno == EINPROGRESS) {
         phase_ = Phase::kConnect;
-        broker()->watch(sock_, false, true, [self = shared_from_this()](const PollEvent& ev) {
-          if (ev.readable) self->last_heard_ = absl::Now();
-          self->step();
-        });
+        broker()->watch(sock_, false, true, [self = shared_from_this()](const PollEvent&) { self->step(); });
         return;
       }
       last_connect_errno_ = errno;
@@ -303,9 +300,14 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
   }
 
   absl::Status session_failure(int rc) {
+    int os_error = errno;  // what the socket call under libssh2 said
     char* msg = nullptr;
     libssh2_session_last_error(session_, &msg, nullptr, 0);
     std::string detail = absl::StrCat(where(), ": ", msg ? msg : "libssh2 error ", msg ? "" : std::to_string(rc));
+    if (phase_ == Phase::kRunning && os_error == ETIMEDOUT && s_.keepalive_interval > absl::ZeroDuration()) {
+      absl::StrAppend(&detail, " (no answer from the host for ",
+                      absl::FormatDuration(s_.keepalive_interval * (s_.keepalive_count_max + 1)), ")");
+    }
     if (rc == LIBSSH2_ERROR_SOCKET_RECV || rc == LIBSSH2_ERROR_SOCKET_DISCONNECT ||
         rc == LIBSSH2_ERROR_SOCKET_SEND || rc == LIBSSH2_ERROR_KEX_FAILURE) {
       return ssh_error(SshError::kClosed, s_.target, detail);
@@ -424,8 +426,8 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
 
   void running() {
     phase_ = Phase::kRunning;
-    if (timer_) broker()->cancel_timer(timer_);
-    timer_ = 0;
+    if (connect_timer_) broker()->cancel_timer(connect_timer_);
+    connect_timer_ = 0;
     if (agent_) {
       libssh2_agent_disconnect(agent_);
       libssh2_agent_free(agent_);
@@ -433,40 +435,47 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
     }
     broker()->watch(local_, true, false, [self = shared_from_this()](const PollEvent&) { self->pump(); });
     local_watched_ = true;
-    if (s_.keepalive_interval > absl::ZeroDuration()) {
-      libssh2_keepalive_config(session_, 1, static_cast<unsigned>(std::max<int64_t>(1, absl::ToInt64Seconds(s_.keepalive_interval))));
-      schedule_keepalive();
-    }
-    last_heard_ = absl::Now();
+    if (s_.keepalive_interval > absl::ZeroDuration()) set_tcp_keepalive();
     started_->put(absl::OkStatus());
     pump();
   }
 
-  void schedule_keepalive() {
-    timer_ = broker()->call_later(s_.keepalive_interval, [weak = weak_from_this()] {
-      auto self = weak.lock();
-      if (!self || self->phase_ != Phase::kRunning) return;
-      self->timer_ = 0;
-      self->keepalive();
-    });
+  // A peer that stopped answering (a dead host, a cut cable) must close the
+  // link, so that its callers wake instead of waiting on a silent TCP
+  // connection. The probes are TCP's, not SSH's: libssh2 1.10 queues the
+  // server's reply to each of its keepalive requests and never frees it, a
+  // leak that every later channel read walks past. The kernel probes an
+  // idle connection every interval, and TCP_USER_TIMEOUT bounds how long
+  // sent data (probes included) may go unacknowledged: after interval x
+  // (count + 1) the socket fails with ETIMEDOUT and the link closes. What
+  // this does not see is an sshd that hangs on a live host.
+  void set_tcp_keepalive() {
+    int interval = static_cast<int>(std::max<int64_t>(1, absl::ToInt64Seconds(s_.keepalive_interval)));
+    int count = std::max(1, s_.keepalive_count_max);
+    unsigned user_timeout_ms = static_cast<unsigned>(interval) * static_cast<unsigned>(count + 1) * 1000;
+    int one = 1;
+    setsockopt(sock_, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    setsockopt(sock_, IPPROTO_TCP, TCP_KEEPIDLE, &interval, sizeof interval);
+    setsockopt(sock_, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+    setsockopt(sock_, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+    setsockopt(sock_, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof user_timeout_ms);
   }
 
-  // A peer that stopped answering (a dead host, a cut cable) is closed, so
-  // its callers wake instead of waiting on a silent TCP connection.
-  void keepalive() {
-    if (absl::Now() - last_heard_ > s_.keepalive_interval * (s_.keepalive_count_max + 1)) {
-      return close_all(absl::StrCat("no answer from ", where(), " to ", s_.keepalive_count_max, " keepalives"));
-    }
-    int next = 0;
-    libssh2_keepalive_send(session_, &next);
-    schedule_keepalive();
-    pump();
+  // Bytes of channel data (either stream) that libssh2 holds in its own
+  // queue. Any libssh2 call may read packets off the socket (the stderr
+  // read can take a reply just after the stdout read found nothing), and
+  // the socket does not wake us again for those.
+  size_t queued_in_libssh2() {
+    unsigned long queued = 0;
+    libssh2_channel_window_read_ex(channel_, &queued, nullptr);
+    return queued;
   }
 
   // Moves bytes both ways until nothing moves, then sets the interests.
   void pump() {
     if (phase_ != Phase::kRunning) return;
     bool moved = true;
+    bool rechecked = false;  // the last pass ran only because data was queued in libssh2
     bool blocked_out = false;
     while (moved && phase_ == Phase::kRunning) {
       moved = false;
@@ -475,7 +484,6 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
         ssize_t n = libssh2_channel_read(channel_, at, room);
         if (n > 0) {
           to_local_.commit(static_cast<size_t>(n));
-          last_heard_ = absl::Now();
           moved = true;
         } else if (n < 0 && n != LIBSSH2_ERROR_EAGAIN) {
           return close_all(session_failure(static_cast<int>(n)).ToString());
@@ -525,10 +533,13 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
         }
       }
       if (local_eof_ && to_remote_.empty()) return close_all("the context's stream closed");
-      // Any libssh2 call may have read packets into libssh2's queue (a
-      // reply read by the stderr read just after the stdout read found
-      // nothing): the socket will not wake us for those, so read them now.
-      if (!moved && to_local_.space().second > 0 && libssh2_poll_channel_read(channel_, 1)) moved = true;
+      // One more pass for data libssh2 queued during this one; never two
+      // in a row that move nothing, so data no read takes cannot spin us.
+      if (moved) {
+        rechecked = false;
+      } else if (!rechecked && to_local_.space().second > 0 && queued_in_libssh2() > 0) {
+        moved = rechecked = true;
+      }
     }
     int dirs = libssh2_session_block_directions(session_);
     broker()->set_interest(sock_, true, blocked_out || (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND));
@@ -551,8 +562,8 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
       std::string line = absl::StrCat("spindle: ", reason, "\n");
       (void)!write(diag_, line.data(), line.size());
     }
-    if (timer_) broker()->cancel_timer(timer_);
-    timer_ = 0;
+    if (connect_timer_) broker()->cancel_timer(connect_timer_);
+    connect_timer_ = 0;
     if (sock_ >= 0) broker()->unwatch(sock_);
     if (local_watched_) broker()->unwatch(local_);
     release();
@@ -593,12 +604,11 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
   size_t next_attempt_ = 0;
   std::vector<std::string> tried_;
   std::shared_ptr<Latch<absl::Status>> started_;
-  Broker::TimerId timer_ = 0;
+  Broker::TimerId connect_timer_ = 0;
   PumpBuffer to_local_;
   PumpBuffer to_remote_;
   bool local_eof_ = false;
   bool local_watched_ = false;
-  absl::Time last_heard_;
 };
 
 absl::StatusOr<Settings> resolve_settings(const SshOptions& o, const std::string& target,

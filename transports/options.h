@@ -74,8 +74,11 @@ struct SshOptions {
   SshTransport transport = SshTransport::kLibssh2;
   absl::Duration connect_timeout = absl::Seconds(30);
   bool compression = false;
+  // A host that falls silent is gone after interval x (count + 1). The
+  // OpenSSH client sends ServerAlive requests; libssh2 links use TCP
+  // keepalives and TCP_USER_TIMEOUT (libssh2_link.cc says why).
   absl::Duration keepalive_interval = absl::Seconds(15);  // zero: off
-  int keepalive_count_max = 3;      // unanswered keepalives before giving up
+  int keepalive_count_max = 3;
   std::optional<Context> via;
   MSGPACK_DEFINE(name, hostname, port, user, identity_file, config_file, known_hosts_file, check_host_keys,
                  password, identity_passphrase, ssh_args, ssh_path, transport, connect_timeout, compression,
