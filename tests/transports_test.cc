@@ -444,6 +444,43 @@ TEST_P(Ssh, EncryptedKeyWithoutItsPassphraseFails) {
   EXPECT_EQ(c.status().code(), absl::StatusCode::kPermissionDenied) << c.status();
 }
 
+// A key held by an ssh-agent (SSH_AUTH_SOCK) authenticates where the
+// configured key file is refused; an agent holding only refused keys gives
+// PERMISSION_DENIED.
+TEST_P(Ssh, KeysHeldByAnSshAgentAuthenticate) {
+  std::string dir = scratch(absl::StrCat("agent-", GetParam() == SshTransport::kLibssh2 ? "libssh2" : "openssh"));
+  std::string sock = dir + "/agent.sock";
+  FILE* p = popen(absl::StrCat("ssh-agent -s -a ", sock).c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string started;
+  char buf[512];
+  while (size_t got = fread(buf, 1, sizeof buf, p)) started.append(buf, got);
+  ASSERT_EQ(pclose(p), 0) << started;
+  size_t at = started.find("SSH_AGENT_PID=");
+  ASSERT_NE(at, std::string::npos) << started;
+  int agent_pid = atoi(started.c_str() + at + strlen("SSH_AGENT_PID="));
+  ASSERT_GT(agent_pid, 0) << started;
+  std::ofstream(dir + "/config") << "Host agent\n  HostName 127.0.0.1\n  Port " << g_plain_port
+                                 << "\n  User root\n  IdentityFile " << g_dir << "/wrong_key"
+                                 << "\n  UserKnownHostsFile " << g_dir << "/known_hosts"
+                                 << "\n  StrictHostKeyChecking yes\n";
+  SshOptions o = options("agent");
+  o.config_file = dir + "/config";
+  setenv("SSH_AUTH_SOCK", sock.c_str(), 1);
+  std::string add = absl::StrCat("SSH_AUTH_SOCK=", sock, " ssh-add -q ");
+  ASSERT_EQ(system((add + g_dir + "/id_ed25519").c_str()), 0);
+  absl::StatusOr<Context> c = router_.ssh(o);
+  EXPECT_TRUE(c.ok()) << c.status();
+  if (c.ok()) EXPECT_EQ(*c->call(whoami), "root");
+
+  ASSERT_EQ(system((add + "-D").c_str()), 0);
+  ASSERT_EQ(system((add + g_dir + "/wrong_key").c_str()), 0);
+  absl::StatusOr<Context> refused = router_.ssh(o);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied) << refused.status();
+  unsetenv("SSH_AUTH_SOCK");
+  kill(agent_pid, SIGTERM);
+}
+
 TEST_P(Ssh, ConnectionRefused) {
   SshOptions o = options("127.0.0.1");
   o.port = free_port();
