@@ -1,5 +1,6 @@
 #include "transports/ssh_config.h"
 
+#include <glob.h>
 #include <pwd.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 
 namespace spindle {
@@ -125,73 +127,122 @@ std::string expand_ssh_path(const std::string& path, const std::string& host, in
   return out;
 }
 
-absl::StatusOr<SshHostConfig> read_ssh_config(const std::string& path, const std::string& alias) {
-  SshHostConfig c;
-  std::ifstream in(path);
-  bool active = true;  // before the first Host line, everything applies
-  std::string line;
-  int lineno = 0;
-  bool have_hostname = false;
-  auto bad = [&](const std::string& what) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ":", lineno, ": ", what));
-  };
-  while (std::getline(in, line)) {
-    ++lineno;
-    std::vector<std::string> t = tokens_of(line);
-    if (t.empty()) continue;
-    std::string key = absl::AsciiStrToLower(t[0]);
-    std::vector<std::string> args(t.begin() + 1, t.end());
-    if (key == "host") {
-      active = host_line_matches(args, alias);
-      continue;
+namespace {
+
+// OpenSSH's limit too: a loop of Includes fails instead of recursing forever.
+constexpr int kMaxIncludeDepth = 16;
+
+// Reads one file into `c`. `active`: whether the lines before the file's
+// first Host line apply (the including block's state); `never_match`: the
+// Include stood in a block that does not apply, so nothing in the file can.
+class ConfigReader {
+ public:
+  explicit ConfigReader(const std::string& alias) : alias_(alias) {}
+
+  absl::Status read(const std::string& path, bool active, bool never_match, int depth) {
+    std::ifstream in(path);
+    std::string line;
+    int lineno = 0;
+    auto bad = [&](const std::string& what) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ":", lineno, ": ", what));
+    };
+    while (std::getline(in, line)) {
+      ++lineno;
+      std::vector<std::string> t = tokens_of(line);
+      if (t.empty()) continue;
+      std::string key = absl::AsciiStrToLower(t[0]);
+      std::vector<std::string> args(t.begin() + 1, t.end());
+      if (key == "host") {
+        active = !never_match && host_line_matches(args, alias_);
+        continue;
+      }
+      if (key == "match") {
+        active = !never_match && args.size() == 1 && absl::AsciiStrToLower(args[0]) == "all";
+        continue;
+      }
+      if (key == "include") {
+        if (depth + 1 > kMaxIncludeDepth) return bad(absl::StrCat("Include nested deeper than ", kMaxIncludeDepth));
+        for (const std::string& file : included_files(args)) {
+          if (absl::Status s = read(file, active, !active, depth + 1); !s.ok()) return s;
+        }
+        continue;
+      }
+      if (!active || args.empty()) continue;
+      if (absl::Status s = apply(key, t[0], args); !s.ok()) return bad(std::string(s.message()));
     }
-    if (key == "match") {
-      active = args.size() == 1 && absl::AsciiStrToLower(args[0]) == "all";
-      continue;
+    return absl::OkStatus();
+  }
+
+  SshHostConfig finish() {
+    if (!have_hostname_) c_.hostname = alias_;
+    return std::move(c_);
+  }
+
+ private:
+  // Include's arguments: globs, relative ones under ~/.ssh, each expanded
+  // in sorted order; a pattern that matches nothing is no error.
+  static std::vector<std::string> included_files(const std::vector<std::string>& args) {
+    std::vector<std::string> out;
+    for (const std::string& arg : args) {
+      std::string pattern = expand_ssh_path(arg, "", 0, "");
+      if (pattern.empty() || pattern[0] != '/') pattern = absl::StrCat(home_dir(), "/.ssh/", pattern);
+      glob_t g = {};
+      if (glob(pattern.c_str(), 0, nullptr, &g) == 0) {
+        for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
+      }
+      globfree(&g);
     }
-    if (!active || args.empty()) continue;
+    return out;
+  }
+
+  // One keyword of an applying block. The first value given wins.
+  absl::Status apply(const std::string& key, const std::string& keyword, const std::vector<std::string>& args) {
     const std::string& v = args[0];
     auto number = [&](std::optional<int>* slot) -> absl::Status {
       int n;
-      if (!absl::SimpleAtoi(v, &n) || n < 0) return bad(absl::StrCat(t[0], " wants a number, not '", v, "'"));
+      if (!absl::SimpleAtoi(v, &n) || n < 0) {
+        return absl::InvalidArgumentError(absl::StrCat(keyword, " wants a number, not '", v, "'"));
+      }
       if (!*slot) *slot = n;
       return absl::OkStatus();
     };
     auto flag = [&](std::optional<bool>* slot) -> absl::Status {
       std::optional<bool> b = yes_no(v);
-      if (!b) return bad(absl::StrCat(t[0], " wants yes or no, not '", v, "'"));
+      if (!b) return absl::InvalidArgumentError(absl::StrCat(keyword, " wants yes or no, not '", v, "'"));
       if (!*slot) *slot = b;
       return absl::OkStatus();
     };
-    absl::Status s;
     if (key == "hostname") {
-      if (!have_hostname) c.hostname = v;
-      have_hostname = true;
+      if (!have_hostname_) c_.hostname = absl::StrReplaceAll(v, {{"%h", alias_}, {"%%", "%"}});
+      have_hostname_ = true;
     } else if (key == "port") {
-      s = number(&c.port);
+      return number(&c_.port);
     } else if (key == "user") {
-      if (!c.user) c.user = v;
+      if (!c_.user) c_.user = v;
     } else if (key == "identityfile") {
-      c.identity_files.push_back(v);
+      c_.identity_files.push_back(v);
     } else if (key == "identitiesonly") {
-      s = flag(&c.identities_only);
+      return flag(&c_.identities_only);
     } else if (key == "userknownhostsfile") {
-      if (c.known_hosts_files.empty()) c.known_hosts_files = args;
-    } else if (key == "stricthostkeychecking") {
-      if (!c.strict_host_key_checking) c.strict_host_key_checking = absl::AsciiStrToLower(v);
-    } else if (key == "connecttimeout") {
-      s = number(&c.connect_timeout_s);
+      if (c_.known_hosts_files.empty()) c_.known_hosts_files = args;
     } else if (key == "compression") {
-      s = flag(&c.compression);
-    } else if (key == "serveraliveinterval") {
-      s = number(&c.server_alive_interval_s);
-    } else if (key == "serveralivecountmax") {
-      s = number(&c.server_alive_count_max);
+      return flag(&c_.compression);
     }
-    if (!s.ok()) return s;
+    return absl::OkStatus();
   }
-  if (!have_hostname) c.hostname = alias;
-  return c;
+
+  const std::string& alias_;
+  SshHostConfig c_;
+  bool have_hostname_ = false;
+};
+
+}  // namespace
+
+absl::StatusOr<SshHostConfig> read_ssh_config(const std::string& path, const std::string& alias) {
+  ConfigReader reader(alias);
+  // Before the first Host line, everything applies.
+  if (absl::Status s = reader.read(path, true, false, 0); !s.ok()) return s;
+  return reader.finish();
 }
 
 }  // namespace spindle

@@ -2,12 +2,14 @@
 // in-process libssh2 transport, which must connect where `ssh ALIAS` would.
 //
 // Understood: Host blocks with patterns (*, ?, !negation, several per
-// line), HostName, Port, User, IdentityFile (repeatable), IdentitiesOnly,
-// UserKnownHostsFile, StrictHostKeyChecking, ConnectTimeout, Compression,
-// ServerAliveInterval, ServerAliveCountMax, with the tokens %h %p %r %u %d
-// %% and a leading ~. The first value given for a keyword wins, as in
-// OpenSSH. Match blocks are skipped; Include is not followed. Other
-// keywords are ignored.
+// line), Include (globs; relative paths under ~/.ssh; inside a Host block
+// only when that block applies), HostName (with %h), Port, User,
+// IdentityFile (repeatable), IdentitiesOnly, UserKnownHostsFile and
+// Compression, with the tokens %h %p %r %u %d %% and a leading ~ in paths.
+// The first value given for a keyword wins, as in OpenSSH. Match blocks
+// other than `Match all` are skipped. Other keywords are ignored: host-key
+// checking, timeouts and keepalives come from SshOptions, as the OpenSSH
+// transport passes them to ssh with -o, which overrides the file.
 //
 // Thread safety: a pure function; any thread.
 #ifndef SPINDLE_TRANSPORTS_SSH_CONFIG_H_
@@ -28,15 +30,12 @@ struct SshHostConfig {
   std::vector<std::string> identity_files;
   std::optional<bool> identities_only;
   std::vector<std::string> known_hosts_files;
-  std::optional<std::string> strict_host_key_checking;  // "yes", "no", "accept-new", "ask"
-  std::optional<int> connect_timeout_s;
   std::optional<bool> compression;
-  std::optional<int> server_alive_interval_s;
-  std::optional<int> server_alive_count_max;
 };
 
-// Reads `path` (a missing file reads as empty) and returns what applies to
-// `alias`. INVALID_ARGUMENT names the file and line of a bad value.
+// Reads `path` (a missing file reads as empty) and the files it includes,
+// and returns what applies to `alias`. INVALID_ARGUMENT names the file and
+// line of a bad value or of an Include nested too deep.
 absl::StatusOr<SshHostConfig> read_ssh_config(const std::string& path, const std::string& alias);
 
 // Shell-style glob of ssh_config patterns: * and ?.
