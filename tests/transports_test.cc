@@ -2,7 +2,6 @@
 // OpenSSH client and libssh2, and via= chains. Real processes, ptys, sudo,
 // su and two sshd servers on loopback (tests/sshd_fixture.sh), so the suite
 // needs root (as CI and the README's test command run it).
-#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pwd.h>
@@ -15,9 +14,9 @@
 #include <unistd.h>
 
 #include <fstream>
-#include <memory>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "broker/broker.h"
 #include "gtest/gtest.h"
@@ -460,6 +459,15 @@ TEST_P(Ssh, KeysHeldByAnSshAgentAuthenticate) {
   ASSERT_NE(at, std::string::npos) << started;
   int agent_pid = atoi(started.c_str() + at + strlen("SSH_AGENT_PID="));
   ASSERT_GT(agent_pid, 0) << started;
+  const char* old_sock = getenv("SSH_AUTH_SOCK");
+  absl::Cleanup restore = [agent_pid, old = std::string(old_sock ? old_sock : ""), had = old_sock != nullptr] {
+    kill(agent_pid, SIGTERM);
+    if (had) {
+      setenv("SSH_AUTH_SOCK", old.c_str(), 1);
+    } else {
+      unsetenv("SSH_AUTH_SOCK");
+    }
+  };
   std::ofstream(dir + "/config") << "Host agent\n  HostName 127.0.0.1\n  Port " << g_plain_port
                                  << "\n  User root\n  IdentityFile " << g_dir << "/wrong_key"
                                  << "\n  UserKnownHostsFile " << g_dir << "/known_hosts"
@@ -471,14 +479,14 @@ TEST_P(Ssh, KeysHeldByAnSshAgentAuthenticate) {
   ASSERT_EQ(system((add + g_dir + "/id_ed25519").c_str()), 0);
   absl::StatusOr<Context> c = router_.ssh(o);
   EXPECT_TRUE(c.ok()) << c.status();
-  if (c.ok()) EXPECT_EQ(*c->call(whoami), "root");
+  if (c.ok()) {
+    EXPECT_EQ(*c->call(whoami), "root");
+  }
 
   ASSERT_EQ(system((add + "-D").c_str()), 0);
   ASSERT_EQ(system((add + g_dir + "/wrong_key").c_str()), 0);
   absl::StatusOr<Context> refused = router_.ssh(o);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied) << refused.status();
-  unsetenv("SSH_AUTH_SOCK");
-  kill(agent_pid, SIGTERM);
 }
 
 TEST_P(Ssh, ConnectionRefused) {
@@ -604,6 +612,8 @@ TEST_P(Ssh, ThreeHopChainAndLossOfTheMiddleHop) {
 // libssh2 kept the server's one-byte reply to each SSH keepalive in its
 // queue, and with one at the front the link's pump spun forever on the
 // broker thread: an idle second was enough to stall every later call.
+// libssh2 links now keep alive with TCP; this guards against SSH
+// keepalives coming back, and checks the OpenSSH client's with calls.
 TEST_P(Ssh, AnIdleLinkStillAnswersAfterItsKeepalives) {
   SshOptions o = options("plain");
   o.keepalive_interval = absl::Seconds(1);
@@ -616,21 +626,29 @@ TEST_P(Ssh, AnIdleLinkStillAnswersAfterItsKeepalives) {
   }
 }
 
+std::string network_namespace() {
+  char ns[64] = {};
+  return readlink("/proc/self/ns/net", ns, sizeof ns - 1) > 0 ? ns : "";
+}
+
 std::string transport_name(SshTransport t) { return t == SshTransport::kLibssh2 ? "libssh2" : "openssh"; }
 
 // A host that falls silent (a dead host, a cut cable) must be reported gone
 // within its keepalives. Only a network that drops packets shows that, so
-// the check (SilentNetwork, below) runs in a copy of this binary inside a
-// network namespace of its own, with its own sshd on its own loopback,
-// which it takes down mid-session.
+// the check (SilentNetwork, below) runs in a copy of this binary inside
+// network and pid namespaces of their own, with its own sshd on its own
+// loopback, which it takes down mid-session. The shell is the namespace's
+// first process: when it ends, the kernel ends everything started in there.
 TEST_P(Ssh, AHostThatFallsSilentIsGoneWithinItsKeepalives) {
   char self[4096];
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   ASSERT_GT(n, 0);
   self[n] = '\0';
-  std::string cmd = absl::StrCat("SPINDLE_SILENT_NETWORK=", transport_name(GetParam()),
-                                 " timeout -s KILL 120 unshare -n sh -c 'ip link set lo up && exec \"$0\" "
-                                 "--gtest_filter=SilentNetwork.*' ",
+  std::string cmd = absl::StrCat("env -u GTEST_OUTPUT -u GTEST_SHARD_INDEX -u GTEST_TOTAL_SHARDS "
+                                 "SPINDLE_SILENT_NETWORK_OUTER_NS='", network_namespace(),
+                                 "' SPINDLE_SILENT_NETWORK=", transport_name(GetParam()),
+                                 " timeout -s KILL 120 unshare --net --pid --fork --kill-child "
+                                 "sh -c 'ip link set lo up && \"$0\" --gtest_filter=SilentNetwork.*' ",
                                  self, " 2>&1");
   FILE* p = popen(cmd.c_str(), "r");
   ASSERT_NE(p, nullptr);
@@ -664,12 +682,15 @@ TEST(Unidirectional, AgentsInheritTheMode) {
   }
 }
 
-// Runs inside the namespace of AHostThatFallsSilentIsGoneWithinItsKeepalives.
+// Runs inside the namespaces of AHostThatFallsSilentIsGoneWithinItsKeepalives,
+// and refuses to run anywhere else: it takes the loopback down.
 class SilentNetwork : public Master {
  public:
   explicit SilentNetwork(SshTransport t) : transport_(t) {}
-  ~SilentNetwork() override { kill_the_rest_of_this_namespace(); }
   void TestBody() override {
+    const char* outer = getenv("SPINDLE_SILENT_NETWORK_OUTER_NS");
+    ASSERT_NE(outer, nullptr) << "run by AHostThatFallsSilentIsGoneWithinItsKeepalives only";
+    ASSERT_NE(network_namespace(), outer) << "not in a network namespace of its own";
     SshOptions o;
     o.hostname = "plain";
     o.config_file = g_dir + "/ssh_config";
@@ -680,32 +701,21 @@ class SilentNetwork : public Master {
     absl::StatusOr<Context> c = router_.ssh(o);
     ASSERT_TRUE(c.ok()) << c.status();
     ASSERT_TRUE(c->call(my_pid).ok());
+    // A caller waits for a reply on a link with nothing in flight: only
+    // the keepalives can tell it that the host is gone.
+    CallHandle<int> waiting = c->call_async(sleep_ms, 30000);
+    absl::SleepFor(absl::Milliseconds(500));
     ASSERT_EQ(system("ip link set lo down"), 0);
     absl::Time start = absl::Now();
-    absl::StatusOr<int> r = c->call_async(my_pid).get(absl::Seconds(60));
+    absl::StatusOr<int> r = waiting.get(absl::Seconds(60));
     absl::Duration took = absl::Now() - start;
     EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
     // Three seconds of silence allowed, then the news travels.
     EXPECT_LT(took, absl::Seconds(10)) << r.status();
+    EXPECT_EQ(c->call(my_pid).status().code(), absl::StatusCode::kUnavailable);
   }
 
  private:
-  // The sshd sessions and agents of this namespace would otherwise wait
-  // for TCP's own timeouts, for hours.
-  static void kill_the_rest_of_this_namespace() {
-    char mine[64] = {};
-    if (readlink("/proc/self/ns/net", mine, sizeof mine - 1) <= 0) return;
-    std::unique_ptr<DIR, int (*)(DIR*)> proc(opendir("/proc"), closedir);
-    while (struct dirent* e = proc ? readdir(proc.get()) : nullptr) {
-      int pid = atoi(e->d_name);
-      if (pid <= 0 || pid == getpid()) continue;
-      char theirs[64] = {};
-      if (readlink(absl::StrCat("/proc/", pid, "/ns/net").c_str(), theirs, sizeof theirs - 1) > 0 &&
-          strcmp(mine, theirs) == 0) {
-        kill(pid, SIGKILL);
-      }
-    }
-  }
   SshTransport transport_;
 };
 

@@ -35,6 +35,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <fstream>
 #include <memory>
 #include <mutex>
@@ -300,13 +302,13 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
   }
 
   absl::Status session_failure(int rc) {
-    int os_error = errno;  // what the socket call under libssh2 said
+    int os_error = errno;  // what the socket call under libssh2 said (pump() clears it first)
     char* msg = nullptr;
     libssh2_session_last_error(session_, &msg, nullptr, 0);
     std::string detail = absl::StrCat(where(), ": ", msg ? msg : "libssh2 error ", msg ? "" : std::to_string(rc));
-    if (phase_ == Phase::kRunning && os_error == ETIMEDOUT && s_.keepalive_interval > absl::ZeroDuration()) {
-      absl::StrAppend(&detail, " (no answer from the host for ",
-                      absl::FormatDuration(s_.keepalive_interval * (s_.keepalive_count_max + 1)), ")");
+    bool silent = os_error == ETIMEDOUT || os_error == EHOSTUNREACH || os_error == ENETUNREACH;
+    if (phase_ == Phase::kRunning && silent && silence_limit_ > absl::ZeroDuration()) {
+      absl::StrAppend(&detail, " (no answer from the host within ", absl::FormatDuration(silence_limit_), ")");
     }
     if (rc == LIBSSH2_ERROR_SOCKET_RECV || rc == LIBSSH2_ERROR_SOCKET_DISCONNECT ||
         rc == LIBSSH2_ERROR_SOCKET_SEND || rc == LIBSSH2_ERROR_KEX_FAILURE) {
@@ -447,12 +449,17 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
   // leak that every later channel read walks past. The kernel probes an
   // idle connection every interval, and TCP_USER_TIMEOUT bounds how long
   // sent data (probes included) may go unacknowledged: after interval x
-  // (count + 1) the socket fails with ETIMEDOUT and the link closes. What
-  // this does not see is an sshd that hangs on a live host.
+  // (count + 1) the socket fails with ETIMEDOUT and the link closes. (With
+  // TCP_USER_TIMEOUT set, the kernel goes by it rather than TCP_KEEPCNT.)
+  // What this does not see is an sshd that hangs on a live host.
   void set_tcp_keepalive() {
-    int interval = static_cast<int>(std::max<int64_t>(1, absl::ToInt64Seconds(s_.keepalive_interval)));
+    constexpr int64_t kMaxProbeSeconds = 32767;  // the kernel's limit for TCP_KEEPIDLE and TCP_KEEPINTVL
+    int64_t interval_ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(s_.keepalive_interval));
+    int interval = static_cast<int>(std::clamp<int64_t>((interval_ms + 999) / 1000, 1, kMaxProbeSeconds));
     int count = std::max(1, s_.keepalive_count_max);
-    unsigned user_timeout_ms = static_cast<unsigned>(interval) * static_cast<unsigned>(count + 1) * 1000;
+    silence_limit_ = absl::Milliseconds(interval_ms) * (count + 1);
+    unsigned user_timeout_ms =
+        static_cast<unsigned>(std::min<int64_t>(absl::ToInt64Milliseconds(silence_limit_), UINT32_MAX));
     int one = 1;
     setsockopt(sock_, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
     setsockopt(sock_, IPPROTO_TCP, TCP_KEEPIDLE, &interval, sizeof interval);
@@ -479,6 +486,7 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
     bool blocked_out = false;
     while (moved && phase_ == Phase::kRunning) {
       moved = false;
+      errno = 0;  // so that session_failure() reads this pass's socket error, not an old one
       // Remote to local.
       if (auto [at, room] = to_local_.space(); room > 0) {
         ssize_t n = libssh2_channel_read(channel_, at, room);
@@ -497,6 +505,8 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
           close(diag_);
           diag_ = -1;
         }
+      } else if (e < 0 && e != LIBSSH2_ERROR_EAGAIN) {
+        return close_all(session_failure(static_cast<int>(e)).ToString());
       }
       if (!to_local_.empty()) {
         ssize_t w = send(local_, to_local_.data(), to_local_.size(), MSG_NOSIGNAL);
@@ -609,6 +619,7 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
   PumpBuffer to_remote_;
   bool local_eof_ = false;
   bool local_watched_ = false;
+  absl::Duration silence_limit_;  // zero: no keepalives
 };
 
 absl::StatusOr<Settings> resolve_settings(const SshOptions& o, const std::string& target,

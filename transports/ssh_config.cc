@@ -161,8 +161,8 @@ class ConfigReader {
         continue;
       }
       if (key == "include") {
-        if (depth + 1 > kMaxIncludeDepth) return bad(absl::StrCat("Include nested deeper than ", kMaxIncludeDepth));
         for (const std::string& file : included_files(args)) {
+          if (depth + 1 > kMaxIncludeDepth) return bad(absl::StrCat("Include nested deeper than ", kMaxIncludeDepth));
           if (absl::Status s = read(file, active, !active, depth + 1); !s.ok()) return s;
         }
         continue;
@@ -179,15 +179,18 @@ class ConfigReader {
   }
 
  private:
-  // Include's arguments: globs, relative ones under ~/.ssh, each expanded
+  // Include's arguments, as OpenSSH reads them: globs (~ expanded, no
+  // %-tokens), under ~/.ssh unless they start with / or ~, each expanded
   // in sorted order; a pattern that matches nothing is no error.
   static std::vector<std::string> included_files(const std::vector<std::string>& args) {
     std::vector<std::string> out;
     for (const std::string& arg : args) {
-      std::string pattern = expand_ssh_path(arg, "", 0, "");
-      if (pattern.empty() || pattern[0] != '/') pattern = absl::StrCat(home_dir(), "/.ssh/", pattern);
+      std::string pattern = arg;
+      if (pattern.empty() || (pattern[0] != '/' && pattern[0] != '~')) {
+        pattern = absl::StrCat(home_dir(), "/.ssh/", pattern);
+      }
       glob_t g = {};
-      if (glob(pattern.c_str(), 0, nullptr, &g) == 0) {
+      if (glob(pattern.c_str(), GLOB_TILDE, nullptr, &g) == 0) {
         for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
       }
       globfree(&g);
