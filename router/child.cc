@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <thread>
 #include <typeinfo>
 
 #include "absl/container/flat_hash_map.h"
@@ -65,6 +66,17 @@ class Dispatcher {
       if (failed != failed_chains_.end()) {
         reply = failed->second;
       } else if (const Registry::Entry* e = Registry::instance().find(name)) {
+        if (e->dispatch == Registry::Dispatch::kConcurrent && chain.empty()) {
+          // Its own thread, detached: nothing in a child is torn down
+          // before _exit, and the call's message travels with it.
+          std::thread([this, e, m] {
+            std::string own_reply;
+            run(*e, unpack_view(m.body).get().via.array.ptr[2], &own_reply);
+            limit_size(&own_reply);
+            send_reply(m, std::move(own_reply));
+          }).detach();
+          return;
+        }
         run(*e, o.via.array.ptr[2], &reply);
       } else {
         pack_error_reply(absl::InvalidArgumentError(absl::StrCat("no function named '", name,
@@ -74,15 +86,25 @@ class Dispatcher {
     } catch (const std::exception& e) {
       pack_error_reply(absl::InvalidArgumentError(e.what()), "spindle::ArgumentError", &reply);
     }
-    if (reply.size() > router_->max_message_size()) {
-      pack_error_reply(absl::ResourceExhaustedError(absl::StrCat(
-                           "the result is ", reply.size(), " bytes, more than the maximum message size of ",
-                           router_->max_message_size(), " bytes")),
-                       "spindle::MessageTooLarge", &reply);
-    }
+    limit_size(&reply);
     // [false, ...] marks a failure: the chain's later calls fail with it.
     bool failed = reply.size() > 1 && static_cast<unsigned char>(reply[1]) == 0xc2;
     if (failed && !chain.empty()) failed_chains_.emplace(chain, reply);
+    send_reply(m, std::move(reply));
+  }
+
+  // Any thread.
+  void limit_size(std::string* reply) const {
+    if (reply->size() > router_->max_message_size()) {
+      pack_error_reply(absl::ResourceExhaustedError(absl::StrCat(
+                           "the result is ", reply->size(), " bytes, more than the maximum message size of ",
+                           router_->max_message_size(), " bytes")),
+                       "spindle::MessageTooLarge", reply);
+    }
+  }
+
+  // Any thread. `reply` has been through limit_size().
+  void send_reply(const Message& m, std::string reply) const {
     if (m.reply_to == kNoHandle) return;
     Message r;
     r.dst_id = m.src_id;

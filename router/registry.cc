@@ -25,13 +25,13 @@ Registry::Impl* Registry::impl() {
 
 const Registry::Impl* Registry::impl() const { return const_cast<Registry*>(this)->impl(); }
 
-void Registry::add(const char* name, GenericFn fn, Invoker invoker) {
+void Registry::add(const char* name, GenericFn fn, Invoker invoker, Dispatch dispatch) {
   Impl* i = impl();
   if (i->by_name.contains(name)) {
     fprintf(stderr, "spindle: function %s registered twice\n", name);
     abort();
   }
-  i->by_name[name] = Entry{name, fn, invoker};
+  i->by_name[name] = Entry{name, fn, invoker, dispatch};
   i->by_fn[fn] = name;
 }
 

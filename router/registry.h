@@ -11,6 +11,13 @@
 // A function returning absl::Status or absl::StatusOr<T> reports failure
 // through it; one that throws reports the exception's type and what().
 //
+// A context runs the calls it receives one after another, in arrival
+// order. A function registered with SPINDLE_REGISTER_CONCURRENT instead
+// runs on a thread of its own as soon as it arrives (unless it is part of
+// a call chain, which keeps its order): for functions that mostly wait,
+// such as starting a context on another host, so that a bastion starts a
+// hundred connections at once rather than one after another.
+//
 // Thread safety: registration happens during static initialisation; the
 // lookups are read-only afterwards and may be called from any thread.
 #ifndef SPINDLE_ROUTER_REGISTRY_H_
@@ -43,14 +50,16 @@ using Invoker = void (*)(GenericFn fn, const msgpack::object& args, std::string*
 
 class Registry {
  public:
+  enum class Dispatch { kInOrder, kConcurrent };
   static Registry& instance();
-  void add(const char* name, GenericFn fn, Invoker invoker);
+  void add(const char* name, GenericFn fn, Invoker invoker, Dispatch dispatch);
   // Null when not registered.
   const std::string* name_of(GenericFn fn) const;
   struct Entry {
     std::string name;
     GenericFn fn;
     Invoker invoker;
+    Dispatch dispatch;
   };
   const Entry* find(std::string_view name) const;
 
@@ -135,8 +144,8 @@ void invoke(GenericFn generic, const msgpack::object& args, std::string* out) {
 
 template <typename R, typename... Args>
 struct Registrar {
-  Registrar(const char* name, R (*fn)(Args...)) {
-    Registry::instance().add(name, reinterpret_cast<GenericFn>(fn), &invoke<R, Args...>);
+  Registrar(const char* name, R (*fn)(Args...), Registry::Dispatch dispatch = Registry::Dispatch::kInOrder) {
+    Registry::instance().add(name, reinterpret_cast<GenericFn>(fn), &invoke<R, Args...>, dispatch);
   }
 };
 
@@ -149,5 +158,9 @@ struct Registrar {
 #define SPINDLE_REGISTER(fn)                                                   \
   static ::spindle::registry_internal::Registrar SPINDLE_CONCAT(              \
       spindle_registrar_, __COUNTER__)(#fn, &fn)
+// The same, for a function whose calls each run on a thread of their own.
+#define SPINDLE_REGISTER_CONCURRENT(fn)                                        \
+  static ::spindle::registry_internal::Registrar SPINDLE_CONCAT(              \
+      spindle_registrar_, __COUNTER__)(#fn, &fn, ::spindle::Registry::Dispatch::kConcurrent)
 
 #endif  // SPINDLE_ROUTER_REGISTRY_H_

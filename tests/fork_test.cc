@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <fstream>
 #include <functional>
@@ -125,6 +126,21 @@ int say_everything() {
   return system("echo hello-subprocess");
 }
 SPINDLE_REGISTER(say_everything);
+
+// Waits, for at most 10 s, until `n` calls of it are running at once, and
+// returns how many it saw. Registered concurrent: n calls sent together
+// each get a thread, so each sees n; in order, the first would wait alone.
+std::mutex g_rendezvous_mu;
+std::condition_variable g_rendezvous_cv;
+int g_rendezvous_count = 0;
+int rendezvous(int n) {
+  std::unique_lock<std::mutex> lock(g_rendezvous_mu);
+  ++g_rendezvous_count;
+  g_rendezvous_cv.notify_all();
+  g_rendezvous_cv.wait_for(lock, std::chrono::seconds(10), [n] { return g_rendezvous_count >= n; });
+  return g_rendezvous_count;
+}
+SPINDLE_REGISTER_CONCURRENT(rendezvous);
 
 // Runs a shell command and returns its wait status (output is forwarded).
 int run_shell(std::string command) { return system(command.c_str()); }
@@ -580,6 +596,21 @@ TEST_F(ForkTest, BadCallsFailWithTheRightCodeAndLeaveTheContextUsable) {
 }
 
 // ---- 5. Pipelined chains. ----
+
+TEST_F(ForkTest, ConcurrentFunctionsRunAtOnceBesideInOrderCalls) {
+  auto ctx = Fork("concurrent");
+  ASSERT_OK(ctx);
+  std::vector<CallHandle<int>> calls;
+  for (int i = 0; i < 8; ++i) calls.push_back(ctx->call_async(rendezvous, 8));
+  // The dispatcher is free meanwhile.
+  auto pid = ctx->call_async(get_pid).get(kDeadline);
+  ASSERT_OK(pid);
+  for (auto& c : calls) {
+    auto seen = c.get(kDeadline);
+    ASSERT_OK(seen);
+    EXPECT_EQ(*seen, 8) << "the calls did not all run at once";
+  }
+}
 
 TEST_F(ForkTest, ChainStopsAfterAFailure) {
   auto ctx = Fork("chain");

@@ -12,7 +12,7 @@ namespace spindle {
 namespace {
 absl::StatusOr<Context> spindle_start_local(LocalOptions o) { return Router::current()->local(o); }
 }  // namespace
-SPINDLE_REGISTER(spindle_start_local);
+SPINDLE_REGISTER_CONCURRENT(spindle_start_local);
 
 absl::StatusOr<Context> Router::local(const LocalOptions& o) {
   if (o.via) return start_via(this, o, &spindle_start_local);

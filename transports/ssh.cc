@@ -14,7 +14,7 @@ namespace spindle {
 namespace {
 absl::StatusOr<Context> spindle_start_ssh(SshOptions o) { return Router::current()->ssh(o); }
 }  // namespace
-SPINDLE_REGISTER(spindle_start_ssh);
+SPINDLE_REGISTER_CONCURRENT(spindle_start_ssh);
 
 absl::Status ssh_error(SshError kind, const std::string& target, absl::string_view detail) {
   std::string d = detail.empty() ? "" : absl::StrCat(": ", detail);

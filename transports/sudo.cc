@@ -15,8 +15,8 @@ namespace {
 absl::StatusOr<Context> spindle_start_sudo(SudoOptions o) { return Router::current()->sudo(o); }
 absl::StatusOr<Context> spindle_start_su(SuOptions o) { return Router::current()->su(o); }
 }  // namespace
-SPINDLE_REGISTER(spindle_start_sudo);
-SPINDLE_REGISTER(spindle_start_su);
+SPINDLE_REGISTER_CONCURRENT(spindle_start_sudo);
+SPINDLE_REGISTER_CONCURRENT(spindle_start_su);
 
 absl::StatusOr<Context> Router::sudo(const SudoOptions& o) {
   if (o.via) return start_via(this, o, &spindle_start_sudo);
