@@ -37,6 +37,41 @@ int capture_fd(int target) {
   return p[0];
 }
 
+// Runs one registered function; whatever it throws becomes an error reply.
+void invoke_entry(const Registry::Entry& e, const msgpack::object& args, std::string* reply) {
+  try {
+    e.invoker(e.fn, args, reply);
+  } catch (const ArgumentError& ex) {
+    pack_error_reply(absl::InvalidArgumentError(absl::StrCat(e.name, "(): ", ex.what())),
+                     "spindle::ArgumentError", reply);
+  } catch (const std::exception& ex) {
+    pack_error_reply(absl::AbortedError(ex.what()), demangle(typeid(ex).name()), reply);
+  } catch (...) {
+    pack_error_reply(absl::AbortedError("an exception not derived from std::exception"), "unknown", reply);
+  }
+}
+
+// Any thread.
+void limit_size(const Router& router, std::string* reply) {
+  if (reply->size() > router.max_message_size()) {
+    pack_error_reply(absl::ResourceExhaustedError(absl::StrCat("the result is ", reply->size(),
+                                                               " bytes, more than the maximum message size of ",
+                                                               router.max_message_size(), " bytes")),
+                     "spindle::MessageTooLarge", reply);
+  }
+}
+
+// Any thread. `reply` has been through limit_size().
+void send_reply(Router* router, const Message& m, std::string reply) {
+  if (m.reply_to == kNoHandle) return;
+  Message r;
+  r.dst_id = m.src_id;
+  r.src_id = r.auth_id = router->id();
+  r.handle = m.reply_to;
+  r.body = std::move(reply);
+  router->route(std::move(r));
+}
+
 class Dispatcher {
  public:
   explicit Dispatcher(Router* router) : router_(router) {}
@@ -67,17 +102,17 @@ class Dispatcher {
         reply = failed->second;
       } else if (const Registry::Entry* e = Registry::instance().find(name)) {
         if (e->dispatch == Registry::Dispatch::kConcurrent && chain.empty()) {
-          // Its own thread, detached: nothing in a child is torn down
-          // before _exit, and the call's message travels with it.
-          std::thread([this, e, m] {
+          // Its own thread, detached, with a copy of the message: the
+          // Router lives until _exit, this Dispatcher may not.
+          std::thread([router = router_, e, m] {
             std::string own_reply;
-            run(*e, unpack_view(m.body).get().via.array.ptr[2], &own_reply);
-            limit_size(&own_reply);
-            send_reply(m, std::move(own_reply));
+            invoke_entry(*e, unpack_view(m.body).get().via.array.ptr[2], &own_reply);
+            limit_size(*router, &own_reply);
+            send_reply(router, m, std::move(own_reply));
           }).detach();
           return;
         }
-        run(*e, o.via.array.ptr[2], &reply);
+        invoke_entry(*e, o.via.array.ptr[2], &reply);
       } else {
         pack_error_reply(absl::InvalidArgumentError(absl::StrCat("no function named '", name,
                                                                  "' is registered in this program")),
@@ -86,45 +121,11 @@ class Dispatcher {
     } catch (const std::exception& e) {
       pack_error_reply(absl::InvalidArgumentError(e.what()), "spindle::ArgumentError", &reply);
     }
-    limit_size(&reply);
+    limit_size(*router_, &reply);
     // [false, ...] marks a failure: the chain's later calls fail with it.
     bool failed = reply.size() > 1 && static_cast<unsigned char>(reply[1]) == 0xc2;
     if (failed && !chain.empty()) failed_chains_.emplace(chain, reply);
-    send_reply(m, std::move(reply));
-  }
-
-  // Any thread.
-  void limit_size(std::string* reply) const {
-    if (reply->size() > router_->max_message_size()) {
-      pack_error_reply(absl::ResourceExhaustedError(absl::StrCat(
-                           "the result is ", reply->size(), " bytes, more than the maximum message size of ",
-                           router_->max_message_size(), " bytes")),
-                       "spindle::MessageTooLarge", reply);
-    }
-  }
-
-  // Any thread. `reply` has been through limit_size().
-  void send_reply(const Message& m, std::string reply) const {
-    if (m.reply_to == kNoHandle) return;
-    Message r;
-    r.dst_id = m.src_id;
-    r.src_id = r.auth_id = router_->id();
-    r.handle = m.reply_to;
-    r.body = std::move(reply);
-    router_->route(std::move(r));
-  }
-
-  void run(const Registry::Entry& e, const msgpack::object& args, std::string* reply) {
-    try {
-      e.invoker(e.fn, args, reply);
-    } catch (const ArgumentError& ex) {
-      pack_error_reply(absl::InvalidArgumentError(absl::StrCat(e.name, "(): ", ex.what())),
-                       "spindle::ArgumentError", reply);
-    } catch (const std::exception& ex) {
-      pack_error_reply(absl::AbortedError(ex.what()), demangle(typeid(ex).name()), reply);
-    } catch (...) {
-      pack_error_reply(absl::AbortedError("an exception not derived from std::exception"), "unknown", reply);
-    }
+    send_reply(router_, m, std::move(reply));
   }
 
   Router* router_;
