@@ -3,9 +3,9 @@
 // A child context has a broker thread (I/O, routing) and a dispatcher
 // thread (the thread that started the runtime) that runs calls one after
 // another in arrival order; a function registered concurrent (registry.h)
-// gets a thread of its own per call. A call that hangs never blocks the broker, so a
-// shutdown request or the loss of the parent still ends the process: the
-// broker thread exits it once its loop has stopped.
+// gets a thread of its own per call. A call that hangs never blocks the
+// broker, so a shutdown request or the loss of the parent still ends the
+// process: the broker thread exits it once its loop has stopped.
 #ifndef SPINDLE_ROUTER_CHILD_H_
 #define SPINDLE_ROUTER_CHILD_H_
 

@@ -54,6 +54,8 @@ SPINDLE_REGISTER(sleep_ms);
 bool is_unidirectional() { return Router::current()->unidirectional(); }
 SPINDLE_REGISTER(is_unidirectional);
 
+std::string transport_name(SshTransport t) { return t == SshTransport::kLibssh2 ? "libssh2" : "openssh"; }
+
 class Master : public ::testing::Test {
  protected:
   Master() : router_(&broker_, {}) {
@@ -447,9 +449,9 @@ TEST_P(Ssh, EncryptedKeyWithoutItsPassphraseFails) {
 // configured key file is refused; an agent holding only refused keys gives
 // PERMISSION_DENIED.
 TEST_P(Ssh, KeysHeldByAnSshAgentAuthenticate) {
-  std::string dir = scratch(absl::StrCat("agent-", GetParam() == SshTransport::kLibssh2 ? "libssh2" : "openssh"));
+  std::string dir = scratch(absl::StrCat("agent-", transport_name(GetParam())));
   std::string sock = dir + "/agent.sock";
-  FILE* p = popen(absl::StrCat("ssh-agent -s -a ", sock).c_str(), "r");
+  FILE* p = popen(absl::StrCat("timeout 10 ssh-agent -s -a ", sock).c_str(), "r");
   ASSERT_NE(p, nullptr);
   std::string started;
   char buf[512];
@@ -475,7 +477,7 @@ TEST_P(Ssh, KeysHeldByAnSshAgentAuthenticate) {
   SshOptions o = options("agent");
   o.config_file = dir + "/config";
   setenv("SSH_AUTH_SOCK", sock.c_str(), 1);
-  std::string add = absl::StrCat("SSH_AUTH_SOCK=", sock, " ssh-add -q ");
+  std::string add = absl::StrCat("SSH_AUTH_SOCK=", sock, " timeout 10 ssh-add -q ");
   ASSERT_EQ(system((add + g_dir + "/id_ed25519").c_str()), 0);
   absl::StatusOr<Context> c = router_.ssh(o);
   EXPECT_TRUE(c.ok()) << c.status();
@@ -631,8 +633,6 @@ std::string network_namespace() {
   return readlink("/proc/self/ns/net", ns, sizeof ns - 1) > 0 ? ns : "";
 }
 
-std::string transport_name(SshTransport t) { return t == SshTransport::kLibssh2 ? "libssh2" : "openssh"; }
-
 // A host that falls silent (a dead host, a cut cable) must be reported gone
 // within its keepalives. Only a network that drops packets shows that, so
 // the check (SilentNetwork, below) runs in a copy of this binary inside
@@ -661,9 +661,7 @@ TEST_P(Ssh, AHostThatFallsSilentIsGoneWithinItsKeepalives) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, Ssh, ::testing::Values(SshTransport::kLibssh2, SshTransport::kOpenSsh),
-                         [](const ::testing::TestParamInfo<SshTransport>& p) {
-                           return p.param == SshTransport::kLibssh2 ? "libssh2" : "openssh";
-                         });
+                         [](const ::testing::TestParamInfo<SshTransport>& p) { return transport_name(p.param); });
 
 // Routing in unidirectional mode is tested in router_test; here, that a
 // bootstrapped agent runs in the mode of the tree it joins.
