@@ -97,6 +97,11 @@ void Broker::cork() {
   std::unique_lock<std::mutex> lock(cork_mu_);
   ++corks_;
   if (parked_) return;  // and it stays parked while corks_ > 0
+  int waiting = kWaiting;
+  if (wait_state_.compare_exchange_strong(waiting, kClaimed)) {
+    parked_ = true;
+    return;
+  }
   lock.unlock();
   defer([this] {
     std::unique_lock<std::mutex> l(cork_mu_);
@@ -112,7 +117,22 @@ void Broker::cork() {
 void Broker::uncork() {
   std::lock_guard<std::mutex> lock(cork_mu_);
   if (corks_ > 0) --corks_;
+  if (corks_ == 0 && wait_state_.load() == kClaimed) {
+    parked_ = false;
+    wait_state_.store(kWaiting);
+  }
   cork_cv_.notify_all();
+}
+
+void Broker::end_wait() {
+  int waiting = kWaiting;
+  if (wait_state_.compare_exchange_strong(waiting, kBusy)) return;
+  std::unique_lock<std::mutex> lock(cork_mu_);
+  for (;;) {
+    waiting = kWaiting;
+    if (wait_state_.compare_exchange_strong(waiting, kBusy)) return;
+    cork_cv_.wait(lock);
+  }
 }
 
 void Broker::watch(int fd, bool read, bool write, IoHandler handler) {
@@ -215,6 +235,7 @@ void Broker::wait_for_events(int timeout_ms) {
     poller_->wait(0, events_);
     return;
   }
+  wait_state_.store(kWaiting);
   int64_t started;
   bool ready = spin_.spin([&] {
     if (has_deferred_.load(std::memory_order_acquire)) return true;
@@ -227,6 +248,7 @@ void Broker::wait_for_events(int timeout_ms) {
     poller_->wait(timeout_ms, events_);
     sleeping_.store(false, std::memory_order_relaxed);
   }
+  end_wait();
   spin_.finished(started);
 }
 

@@ -17,7 +17,10 @@
 // Corking: cork() parks the broker thread at a known point holding no lock,
 // so that fork() can copy the process in a consistent state; uncork()
 // releases it. Corks are counted: with several threads corking at once the
-// broker stays parked until the last uncork().
+// broker stays parked until the last uncork(). A broker that is waiting for
+// events already is at such a point: cork() claims it there with one atomic
+// exchange, and the broker, should an event wake it meanwhile, waits for the
+// uncork before it touches anything. Only a busy broker costs a hand-off.
 #ifndef SPINDLE_BROKER_BROKER_H_
 #define SPINDLE_BROKER_BROKER_H_
 
@@ -139,10 +142,16 @@ class Broker {
   int wake_write_fd_ = -1;
 
   // Corking.
+  enum WaitState : int { kBusy, kWaiting, kClaimed };
+  // Broker thread: leaves kWaiting after a wait, or waits out a claim.
+  void end_wait();
   std::mutex cork_mu_;
   std::condition_variable cork_cv_;
   int corks_ = 0;        // cork() calls not yet matched by uncork()
-  bool parked_ = false;  // the broker thread sits in a park task
+  bool parked_ = false;  // the broker thread sits in a park task, or is claimed
+  // kWaiting while the loop waits for events (holding no lock); a cork()
+  // makes it kClaimed, the last uncork() kWaiting again.
+  std::atomic<int> wait_state_{kBusy};
 
   // Broker-thread state.
   std::unordered_map<int, std::shared_ptr<IoHandler>> handlers_;

@@ -95,8 +95,8 @@ void ThreadWaker::consume() {
     ssize_t n = read(fds_[0], &c, 1);
     if (n == 1) return;
     if (n < 0 && errno == EINTR) continue;
-    // The byte was written under the latch lock before `woken` was set, so
-    // it is already in the socket; poll only guards against the impossible.
+    // The waker marked us woken under the latch lock and writes the byte
+    // just after releasing it: wait for it.
     pollfd p{fds_[0], POLLIN, 0};
     poll(&p, 1, -1);
   }
@@ -104,23 +104,14 @@ void ThreadWaker::consume() {
 
 }  // namespace latch_internal
 
-void LatchBase::wake_one_locked() {
+latch_internal::ThreadWaker* LatchBase::take_sleeper_locked() {
   for (Sleeper* s : sleepers_) {
     if (!s->woken) {
       s->woken = true;
-      s->waker->wake();
-      return;
+      return s->waker;
     }
   }
-}
-
-void LatchBase::wake_all_locked() {
-  for (Sleeper* s : sleepers_) {
-    if (!s->woken) {
-      s->woken = true;
-      s->waker->wake();
-    }
-  }
+  return nullptr;
 }
 
 bool LatchBase::sleep_locked(std::unique_lock<std::mutex>& lock, absl::Time deadline) {

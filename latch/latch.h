@@ -123,9 +123,12 @@ class LatchBase {
     latch_internal::ThreadWaker* waker;
     bool woken = false;
   };
-  // Caller holds mu_. Wakes the oldest sleeper not yet woken, if any.
-  void wake_one_locked();
-  void wake_all_locked();
+  // Caller holds mu_. Marks the oldest sleeper not yet woken as woken and
+  // returns its waker (or null), for the caller to wake() once it has
+  // released mu_: a sleeper woken under the lock would only block on it.
+  // The waker stays valid until woken, because a sleeper marked woken waits
+  // for its byte before it returns.
+  latch_internal::ThreadWaker* take_sleeper_locked();
   // Called with `lock` held and nothing available; sleeps until woken, closed
   // or deadline. Returns false on deadline. The lock is held again on return.
   bool sleep_locked(std::unique_lock<std::mutex>& lock, absl::Time deadline);
@@ -143,11 +146,15 @@ class Latch : public LatchBase {
   // Queues `item` and wakes one sleeping getter. After close() the item is
   // dropped.
   void put(T item) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (closed_) return;
-    items_.push_back(std::move(item));
-    ready_.store(true, std::memory_order_release);
-    wake_one_locked();
+    latch_internal::ThreadWaker* waker;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closed_) return;
+      items_.push_back(std::move(item));
+      ready_.store(true, std::memory_order_release);
+      waker = take_sleeper_locked();
+    }
+    if (waker) waker->wake();
   }
 
   // Returns the oldest item, waiting up to `timeout` for one.
@@ -179,10 +186,14 @@ class Latch : public LatchBase {
 
   // Wakes every sleeper with UNAVAILABLE; later puts are dropped.
   void close() {
-    std::lock_guard<std::mutex> lock(mu_);
-    closed_ = true;
-    ready_.store(true, std::memory_order_release);
-    wake_all_locked();
+    std::vector<latch_internal::ThreadWaker*> wakers;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      closed_ = true;
+      ready_.store(true, std::memory_order_release);
+      while (latch_internal::ThreadWaker* w = take_sleeper_locked()) wakers.push_back(w);
+    }
+    for (latch_internal::ThreadWaker* w : wakers) w->wake();
   }
 
   // True when get() would have to wait. Only a hint under concurrency.

@@ -395,6 +395,42 @@ TEST(BrokerTest, CorkParksTheBrokerUntilUncork) {
   EXPECT_EQ(*v, 1);
 }
 
+TEST(BrokerTest, CorkHoldsBackEventsThatArriveWhileParked) {
+  // An idle broker is claimed where it waits for events; an event that then
+  // wakes it must still wait for the uncork.
+  Broker broker;
+  broker.start();
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+  Latch<int> handled;
+  Latch<bool> watching;
+  broker.defer([&] {
+    broker.watch(p[0], true, false, [&](const PollEvent&) {
+      char c;
+      while (read(p[0], &c, 1) == 1) handled.put(1);
+    });
+    watching.put(true);
+  });
+  ASSERT_TRUE(watching.get(kDeadline).ok());
+  absl::SleepFor(absl::Milliseconds(20));  // past the broker's spin: it sleeps in the poller
+  for (int round = 0; round < 3; ++round) {
+    broker.cork();
+    ASSERT_EQ(write(p[1], "x", 1), 1);
+    EXPECT_EQ(handled.get(absl::Milliseconds(100)).status().code(), absl::StatusCode::kDeadlineExceeded)
+        << "an event was handled while the broker was corked, round " << round;
+    broker.uncork();
+    EXPECT_TRUE(handled.get(kDeadline).ok()) << "uncork() did not release the broker, round " << round;
+  }
+  Latch<bool> unwatched;
+  broker.defer([&] {
+    broker.unwatch(p[0]);
+    unwatched.put(true);
+  });
+  ASSERT_TRUE(unwatched.get(kDeadline).ok());
+  close(p[0]);
+  close(p[1]);
+}
+
 // Runs `body` on its own thread and waits for it, bounded. On a timeout the
 // thread (and `keep`) are leaked so that the test fails instead of hanging.
 bool finishes(std::function<void()> body, std::shared_ptr<void> keep) {
