@@ -235,7 +235,6 @@ void Broker::wait_for_events(int timeout_ms) {
     poller_->wait(0, events_);
     return;
   }
-  wait_state_.store(kWaiting);
   int64_t started;
   bool ready = spin_.spin([&] {
     if (has_deferred_.load(std::memory_order_acquire)) return true;
@@ -245,10 +244,14 @@ void Broker::wait_for_events(int timeout_ms) {
   if (!ready) {
     sleeping_.store(true, std::memory_order_seq_cst);
     if (has_deferred_.load(std::memory_order_seq_cst)) timeout_ms = 0;
+    // Claimable only here, not while spinning: the spin reads the clock,
+    // and Abseil's clock may take a spin lock that a forked child would
+    // inherit locked.
+    wait_state_.store(kWaiting);
     poller_->wait(timeout_ms, events_);
+    end_wait();
     sleeping_.store(false, std::memory_order_relaxed);
   }
-  end_wait();
   spin_.finished(started);
 }
 
