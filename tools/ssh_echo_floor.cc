@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -64,6 +65,9 @@ Echo open_echo(const std::string& config, const std::string& alias) {
   freeaddrinfo(res);
   int one = 1;
   setsockopt(e.sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  timeval limit = {10, 0};  // the blocking set-up below fails instead of hanging
+  setsockopt(e.sock, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  setsockopt(e.sock, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
   e.session = libssh2_session_init();
   if (libssh2_session_handshake(e.session, e.sock) != 0) die(alias + ": handshake failed");
   if (libssh2_userauth_publickey_fromfile(e.session, user.c_str(), (key + ".pub").c_str(), key.c_str(), "") != 0) {
@@ -78,8 +82,15 @@ Echo open_echo(const std::string& config, const std::string& alias) {
 // Sends one byte down each channel, then waits for every echo.
 void round_trip(std::vector<Echo>& echoes) {
   for (Echo& e : echoes) {
-    while (libssh2_channel_write(e.channel, "x", 1) == LIBSSH2_ERROR_EAGAIN) {
+    ssize_t w;
+    while ((w = libssh2_channel_write(e.channel, "x", 1)) == LIBSSH2_ERROR_EAGAIN) {
+      int dirs = libssh2_session_block_directions(e.session);
+      short events = static_cast<short>(((dirs & LIBSSH2_SESSION_BLOCK_INBOUND) ? POLLIN : 0) |
+                                        ((dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND) ? POLLOUT : 0));
+      pollfd p = {e.sock, events ? events : static_cast<short>(POLLIN), 0};
+      if (poll(&p, 1, 10000) <= 0) die("a channel took no byte within 10 s");
     }
+    if (w != 1) die("a channel write failed");
   }
   std::vector<bool> back(echoes.size(), false);
   size_t waiting = echoes.size();
@@ -87,9 +98,12 @@ void round_trip(std::vector<Echo>& echoes) {
   while (waiting > 0) {
     for (size_t i = 0; i < echoes.size(); ++i) {
       char c;
-      if (!back[i] && libssh2_channel_read(echoes[i].channel, &c, 1) == 1) {
+      ssize_t r = back[i] ? 0 : libssh2_channel_read(echoes[i].channel, &c, 1);
+      if (r == 1) {
         back[i] = true;
         --waiting;
+      } else if (r < 0 && r != LIBSSH2_ERROR_EAGAIN) {
+        die("a channel read failed (sshd or cat went away)");
       }
       fds[i] = {echoes[i].sock, static_cast<short>(back[i] ? 0 : POLLIN), 0};
     }
