@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "builtins/files.h"
 #include "router/receiver.h"
 #include "router/registry.h"
 #include "router/router.h"
@@ -101,25 +102,6 @@ std::vector<char*> c_strings(std::vector<std::string>& v) {
   return out;
 }
 
-absl::Status spawn_error(int err, const std::string& what) {
-  std::string msg = absl::StrCat("cannot run ", what, ": ", strerror(err));
-  switch (err) {
-    case ENOENT:
-    case ENOTDIR:
-      return absl::NotFoundError(msg);
-    case EACCES:
-    case EPERM:
-      return absl::PermissionDeniedError(msg);
-    case EAGAIN:
-    case ENOMEM:
-    case EMFILE:
-    case ENFILE:
-      return absl::ResourceExhaustedError(msg);
-    default:
-      return absl::InternalError(msg);
-  }
-}
-
 // Starts the command in a new process group with fds 0, 1 and 2 given.
 absl::StatusOr<pid_t> spawn(const CommandRequest& req, int in, int out, int err) {
   std::vector<std::string> args = req.argv;
@@ -148,7 +130,10 @@ absl::StatusOr<pid_t> spawn(const CommandRequest& req, int in, int out, int err)
                             : posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
-  if (rc != 0) return spawn_error(rc, req.argv.empty() ? std::string("/bin/sh") : absl::StrCat("'", req.argv[0], "'"));
+  if (rc != 0) {
+    std::string what = req.argv.empty() ? std::string("/bin/sh") : absl::StrCat("'", req.argv[0], "'");
+    return errno_error(rc, absl::StrCat("cannot run ", what));
+  }
   return pid;
 }
 
@@ -191,14 +176,14 @@ absl::StatusOr<CommandResult> spindle_run_command(CommandRequest req) {
   }
   absl::Time start = absl::Now();
   Pipe out, err, in;
-  if (!out.open() || !err.open()) return spawn_error(errno, "a command (pipes)");
+  if (!out.open() || !err.open()) return errno_error(errno, "cannot run a command (pipes)");
   int stdin_fd = -1;
   if (req.stdin_data.empty()) {
     stdin_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   } else if (in.open()) {
     stdin_fd = in.r;
   }
-  if (stdin_fd < 0) return spawn_error(errno, "a command (stdin)");
+  if (stdin_fd < 0) return errno_error(errno, "cannot run a command (stdin)");
   absl::StatusOr<pid_t> pid = spawn(req, stdin_fd, out.w, err.w);
   if (stdin_fd != in.r) close(stdin_fd);
   close_fd(&in.r);

@@ -7,13 +7,14 @@
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
+#include "builtins/temp_file.h"
 #include "router/registry.h"
 #include "router/router.h"
 
 namespace spindle {
 
-absl::Status file_error(int err, const std::string& op, const std::string& path) {
-  std::string msg = absl::StrCat(op, " ", path, ": ", strerror(err));
+absl::Status errno_error(int err, const std::string& what) {
+  std::string msg = absl::StrCat(what, ": ", strerror(err));
   switch (err) {
     case ENOENT:
     case ENOTDIR:
@@ -29,24 +30,16 @@ absl::Status file_error(int err, const std::string& op, const std::string& path)
     case EFBIG:
     case EMFILE:
     case ENFILE:
+    case EAGAIN:
+    case ENOMEM:
       return absl::ResourceExhaustedError(msg);
     default:
       return absl::InternalError(msg);
   }
 }
 
-absl::StatusOr<int> create_temp_beside(const std::string& path, std::string* tmp_path) {
-  size_t slash = path.rfind('/');
-  std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
-  std::string tmpl = absl::StrCat(dir == "/" ? "" : dir, "/.", base, ".spindle-XXXXXX");
-  int fd = mkostemp(tmpl.data(), O_CLOEXEC);
-  if (fd < 0) {
-    int err = errno;
-    return file_error(err, err == ENOENT ? "no such directory for" : "cannot create a file beside", path);
-  }
-  *tmp_path = tmpl;
-  return fd;
+absl::Status file_error(int err, const std::string& op, const std::string& path) {
+  return errno_error(err, absl::StrCat(op, " ", path));
 }
 
 absl::StatusOr<FileInfo> spindle_stat(std::string path) {
@@ -95,22 +88,10 @@ absl::StatusOr<std::string> spindle_read_file(std::string path) {
 }
 
 absl::Status spindle_write_file(std::string path, std::string data, uint32_t mode) {
-  std::string tmp;
-  absl::StatusOr<int> fd = create_temp_beside(path, &tmp);
-  if (!fd.ok()) return fd.status();
-  size_t done = 0;
-  absl::Status s;
-  while (done < data.size() && s.ok()) {
-    ssize_t w = write(*fd, data.data() + done, data.size() - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) s = file_error(w < 0 ? errno : EIO, "write", path);
-    if (w > 0) done += static_cast<size_t>(w);
-  }
-  if (s.ok() && fchmod(*fd, mode & 07777) != 0) s = file_error(errno, "chmod", path);
-  if (close(*fd) != 0 && s.ok()) s = file_error(errno, "write", path);
-  if (s.ok() && rename(tmp.c_str(), path.c_str()) != 0) s = file_error(errno, "rename into", path);
-  if (!s.ok()) unlink(tmp.c_str());
-  return s;
+  absl::StatusOr<TempFile> file = TempFile::create_beside(path);
+  if (!file.ok()) return file.status();
+  absl::Status s = file->write_at(data, 0);
+  return s.ok() ? file->commit(mode) : s;
 }
 
 SPINDLE_REGISTER(spindle_stat);

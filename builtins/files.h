@@ -35,13 +35,12 @@ absl::StatusOr<std::string> spindle_read_file(std::string path);
 // that readers see the old file or the new one, never half of it.
 absl::Status spindle_write_file(std::string path, std::string data, uint32_t mode);
 
-// An error status for `op` on `path` that failed with errno `err`, its code
-// chosen from the list above.
+// An error status "<what>: <strerror>" for a call that failed with errno
+// `err`, its code chosen from the list above (and RESOURCE_EXHAUSTED for a
+// process or descriptor limit, INTERNAL for anything unexpected).
+absl::Status errno_error(int err, const std::string& what);
+// The same, for `op` on `path`: "<op> <path>: <strerror>".
 absl::Status file_error(int err, const std::string& op, const std::string& path);
-
-// Creates a temporary file (mode 0600) in the directory of `path`; sets
-// *tmp_path. Returns the fd or an error naming the directory.
-absl::StatusOr<int> create_temp_beside(const std::string& path, std::string* tmp_path);
 
 }  // namespace spindle
 

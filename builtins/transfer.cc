@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "builtins/files.h"
 #include "builtins/checksum.h"
+#include "builtins/temp_file.h"
 #include "router/registry.h"
 #include "router/router.h"
 
@@ -19,16 +20,11 @@ namespace spindle {
 namespace {
 
 struct Incoming {
-  int fd = -1;
-  std::string tmp_path;
-  std::string final_path;
+  explicit Incoming(TempFile f) : file(std::move(f)) {}
+  TempFile file;
   uint32_t mode = 0;
   uint64_t offset = 0;
   Checksum digest;
-  ~Incoming() {
-    if (fd >= 0) close(fd);
-    if (!tmp_path.empty()) unlink(tmp_path.c_str());
-  }
 };
 
 struct Outgoing {
@@ -83,28 +79,21 @@ absl::Status unknown(const std::string& id) {
 }
 
 absl::Status open_push(const PushStep& step) {
-  auto in = std::make_unique<Incoming>();
   struct stat st;
-  in->final_path = step.path;
+  std::string destination = step.path;
   if (stat(step.path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-    in->final_path = absl::StrCat(step.path, step.path.back() == '/' ? "" : "/", step.name);
+    destination = absl::StrCat(step.path, step.path.back() == '/' ? "" : "/", step.name);
   }
-  absl::StatusOr<int> fd = create_temp_beside(in->final_path, &in->tmp_path);
-  if (!fd.ok()) return fd.status();
-  in->fd = *fd;
+  absl::StatusOr<TempFile> file = TempFile::create_beside(std::move(destination));
+  if (!file.ok()) return file.status();
+  auto in = std::make_unique<Incoming>(std::move(*file));
   in->mode = step.mode & 07777;
   Transfers::instance().put(Transfers::instance().incoming, step.transfer, std::move(in));
   return absl::OkStatus();
 }
 
 absl::Status write_all(Incoming& in, std::string_view data) {
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t w = pwrite(in.fd, data.data() + done, data.size() - done, static_cast<off_t>(in.offset + done));
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return file_error(w < 0 ? errno : EIO, "write", in.final_path);
-    done += static_cast<size_t>(w);
-  }
+  if (absl::Status s = in.file.write_at(data, in.offset); !s.ok()) return s;
   in.digest.update(data);
   in.offset += data.size();
   return absl::OkStatus();
@@ -112,20 +101,16 @@ absl::Status write_all(Incoming& in, std::string_view data) {
 
 absl::Status close_push(std::unique_ptr<Incoming> in, const PushStep& step) {
   if (in->offset != step.size) {
-    return absl::DataLossError(absl::StrCat(in->final_path, ": received ", in->offset, " bytes of ", step.size));
+    return absl::DataLossError(
+        absl::StrCat(in->file.destination(), ": received ", in->offset, " bytes of ", step.size));
   }
   std::string got = in->digest.hex_digest();
   if (got != step.checksum) {
     return absl::DataLossError(
-        absl::StrCat(in->final_path, ": checksum of the received data is ", got, ", the sender's is ", step.checksum));
+        absl::StrCat(in->file.destination(), ": checksum of the received data is ", got, ", the sender's is ",
+                     step.checksum));
   }
-  if (fchmod(in->fd, in->mode) != 0) return file_error(errno, "chmod", in->final_path);
-  int fd = in->fd;
-  in->fd = -1;
-  if (close(fd) != 0) return file_error(errno, "write", in->final_path);
-  if (rename(in->tmp_path.c_str(), in->final_path.c_str()) != 0) return file_error(errno, "rename into", in->final_path);
-  in->tmp_path.clear();
-  return absl::OkStatus();
+  return in->file.commit(in->mode);
 }
 
 }  // namespace
@@ -138,7 +123,7 @@ absl::Status spindle_push_step(PushStep step) {
   switch (step.kind) {
     case StepKind::kData: {
       if (step.offset != in->offset) {
-        return absl::DataLossError(absl::StrCat(in->final_path, ": a chunk at offset ", step.offset,
+        return absl::DataLossError(absl::StrCat(in->file.destination(), ": a chunk at offset ", step.offset,
                                                 " arrived where ", in->offset, " was expected"));
       }
       absl::Status s = write_all(*in, step.data);

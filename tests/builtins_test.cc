@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "builtins/command.h"
 #include "builtins/files.h"
+#include "builtins/temp_file.h"
 #include "builtins/push_fanout.h"
 #include "builtins/checksum.h"
 #include "builtins/transfer.h"
@@ -291,6 +292,35 @@ TEST_F(Builtins, SmallFilesStatReadWrite) {
   EXPECT_TRUE(absl::StrContains(s.message(), dir_ + "/no/such/dir/f")) << s;
   absl::StatusOr<std::string> d = call(worker_, spindle_read_file, dir_);
   EXPECT_EQ(d.status().code(), absl::StatusCode::kFailedPrecondition) << d.status();
+}
+
+TEST_F(Builtins, TempFileReplacesTheDestinationOnlyOnCommit) {
+  std::string path = dir_ + "/target";
+  { std::ofstream(path) << "old"; }
+  {
+    absl::StatusOr<TempFile> dropped = TempFile::create_beside(path);
+    ASSERT_TRUE(dropped.ok()) << dropped.status();
+    ASSERT_TRUE(dropped->write_at("never seen", 0).ok());
+    EXPECT_EQ(list_dir(dir_).size(), 2u) << "the temporary file sits beside the destination";
+  }
+  EXPECT_EQ(file_contents(path), "old");
+  EXPECT_EQ(list_dir(dir_), std::vector<std::string>{"target"}) << "a dropped TempFile left its file";
+
+  absl::StatusOr<TempFile> file = TempFile::create_beside(path);
+  ASSERT_TRUE(file.ok()) << file.status();
+  ASSERT_TRUE(file->write_at("world", 6).ok());  // out of order, as chunks may land
+  ASSERT_TRUE(file->write_at("hello ", 0).ok());
+  EXPECT_EQ(file_contents(path), "old") << "visible before commit";
+  ASSERT_TRUE(file->commit(0604).ok());
+  EXPECT_EQ(file_contents(path), "hello world");
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0604u);
+  EXPECT_EQ(list_dir(dir_), std::vector<std::string>{"target"});
+
+  absl::StatusOr<TempFile> nowhere = TempFile::create_beside(dir_ + "/missing/target");
+  EXPECT_EQ(nowhere.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(absl::StrContains(nowhere.status().message(), dir_ + "/missing/target")) << nowhere.status();
 }
 
 TEST_F(Builtins, PushWritesTheFileKeepsTheModeAndLeavesNoTemporary) {

@@ -22,6 +22,7 @@
 #include "builtins/files.h"
 #include "builtins/push_fanout.h"
 #include "builtins/checksum.h"
+#include "builtins/temp_file.h"
 #include "builtins/transfer.h"
 #include "tools/cli/commands.h"
 
@@ -183,11 +184,10 @@ absl::Status pull_one(const Context& ctx, const std::string& remote, const std::
   step.path = remote;
   absl::StatusOr<PullReply> opened = ctx.call(spindle_pull_step, step);
   if (!opened.ok()) return opened.status();
-  std::string tmp;
-  absl::StatusOr<int> fd = create_temp_beside(local, &tmp);
-  if (!fd.ok()) {
+  absl::StatusOr<TempFile> file = TempFile::create_beside(local);
+  if (!file.ok()) {
     abort_pull(ctx, step.transfer);
-    return fd.status();
+    return file.status();
   }
   Checksum digest;
   std::deque<CallHandle<PullReply>> in_flight;
@@ -212,12 +212,7 @@ absl::Status pull_one(const Context& ctx, const std::string& remote, const std::
       s = r.status();
       break;
     }
-    for (size_t done = 0; done < r->data.size() && s.ok();) {
-      ssize_t w = pwrite(*fd, r->data.data() + done, r->data.size() - done, static_cast<off_t>(written + done));
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) s = file_error(w < 0 ? errno : EIO, "write", local);
-      if (w > 0) done += static_cast<size_t>(w);
-    }
+    s = file->write_at(r->data, written);
     digest.update(r->data);
     written += r->data.size();
     eof = r->eof;
@@ -228,13 +223,10 @@ absl::Status pull_one(const Context& ctx, const std::string& remote, const std::
                                              ", the host's is ", r->checksum));
       }
     }
-    if (!eof && interrupt.requested()) s = absl::CancelledError("interrupted; nothing was written");
+    if (s.ok() && !eof && interrupt.requested()) s = absl::CancelledError("interrupted; nothing was written");
   }
   if (!eof) abort_pull(ctx, step.transfer);
-  if (s.ok() && fchmod(*fd, opened->mode) != 0) s = file_error(errno, "chmod", local);
-  if (close(*fd) != 0 && s.ok()) s = file_error(errno, "write", local);
-  if (s.ok() && rename(tmp.c_str(), local.c_str()) != 0) s = file_error(errno, "rename into", local);
-  if (!s.ok()) unlink(tmp.c_str());
+  if (s.ok()) s = file->commit(opened->mode);
   *bytes = written;
   return s;
 }

@@ -1,0 +1,62 @@
+#include "builtins/temp_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "builtins/files.h"
+
+namespace spindle {
+
+absl::StatusOr<TempFile> TempFile::create_beside(std::string path) {
+  size_t slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  std::string temp = absl::StrCat(dir == "/" ? "" : dir, "/.", base, ".spindle-XXXXXX");
+  int fd = mkostemp(temp.data(), O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    return file_error(err, err == ENOENT ? "no such directory for" : "cannot create a file beside", path);
+  }
+  return TempFile(fd, std::move(temp), std::move(path));
+}
+
+TempFile::TempFile(int fd, std::string temp, std::string destination)
+    : fd_(fd), temp_(std::move(temp)), destination_(std::move(destination)) {}
+
+TempFile::TempFile(TempFile&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)),
+      temp_(std::exchange(other.temp_, {})),
+      destination_(std::move(other.destination_)) {}
+
+TempFile::~TempFile() {
+  if (fd_ >= 0) close(fd_);
+  if (!temp_.empty()) unlink(temp_.c_str());
+}
+
+absl::Status TempFile::write_at(std::string_view data, uint64_t offset) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t w = pwrite(fd_, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return file_error(w < 0 ? errno : EIO, "write", destination_);
+    done += static_cast<size_t>(w);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TempFile::commit(uint32_t mode) {
+  if (fchmod(fd_, mode & 07777) != 0) return file_error(errno, "chmod", destination_);
+  int fd = std::exchange(fd_, -1);
+  if (close(fd) != 0) return file_error(errno, "write", destination_);
+  if (rename(temp_.c_str(), destination_.c_str()) != 0) return file_error(errno, "rename into", destination_);
+  temp_.clear();
+  return absl::OkStatus();
+}
+
+}  // namespace spindle
