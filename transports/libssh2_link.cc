@@ -531,16 +531,23 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
           local_eof_ = true;
         }
       }
-      if (!to_remote_.empty()) {
+      // A channel write sends one packet; sending the whole backlog before
+      // the next pass's reads saves the two reads (each a recv() that finds
+      // nothing) that a pass per packet costs. Data that arrives meanwhile
+      // waits in libssh2's queue for that next pass.
+      while (!to_remote_.empty()) {
         ssize_t w = libssh2_channel_write(channel_, to_remote_.data(), to_remote_.size());
         if (w > 0) {
           to_remote_.consume(static_cast<size_t>(w));
           moved = true;
-        } else if (w == LIBSSH2_ERROR_EAGAIN) {
+          continue;
+        }
+        if (w == LIBSSH2_ERROR_EAGAIN) {
           blocked_out = true;
         } else if (w < 0) {
           return close_all(session_failure(static_cast<int>(w)).ToString());
         }
+        break;
       }
       if (local_eof_ && to_remote_.empty()) return close_all("the context's stream closed");
       // One more pass for data libssh2 queued during this one; never two
