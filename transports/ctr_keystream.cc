@@ -1,0 +1,127 @@
+// The wraps described in ctr_keystream.h. The linker sends calls of
+// EVP_Cipher, EVP_CipherInit, EVP_CIPHER_CTX_copy, EVP_CIPHER_CTX_reset and
+// EVP_CIPHER_CTX_free to the __wrap_ functions here; __real_ names
+// OpenSSL's own.
+#include "transports/ctr_keystream.h"
+
+#include <string.h>
+
+#include <algorithm>
+#include <cstdint>
+
+extern "C" {
+int __real_EVP_Cipher(EVP_CIPHER_CTX* ctx, unsigned char* out, const unsigned char* in,
+                      unsigned int inl);
+int __real_EVP_CipherInit(EVP_CIPHER_CTX* ctx, const EVP_CIPHER* cipher, const unsigned char* key,
+                          const unsigned char* iv, int enc);
+int __real_EVP_CIPHER_CTX_copy(EVP_CIPHER_CTX* out, const EVP_CIPHER_CTX* in);
+int __real_EVP_CIPHER_CTX_reset(EVP_CIPHER_CTX* ctx);
+void __real_EVP_CIPHER_CTX_free(EVP_CIPHER_CTX* ctx);
+}
+
+namespace spindle {
+namespace {
+
+// The keystream of one context: `bytes` were made by the real EVP_Cipher,
+// and the first `used` of them have been handed out.
+struct Keystream {
+  unsigned char bytes[kKeystreamBytes];
+  size_t used = kKeystreamBytes;
+};
+
+bool is_ctr(const EVP_CIPHER_CTX* ctx) {
+  const EVP_CIPHER* cipher = EVP_CIPHER_CTX_get0_cipher(ctx);
+  return cipher != nullptr && EVP_CIPHER_get_mode(cipher) == EVP_CIPH_CTR_MODE;
+}
+
+// Only CTR contexts ever get a Keystream as app data.
+Keystream* keystream_of(const EVP_CIPHER_CTX* ctx) {
+  if (ctx == nullptr || !is_ctr(ctx)) return nullptr;
+  return static_cast<Keystream*>(EVP_CIPHER_CTX_get_app_data(ctx));
+}
+
+void drop_keystream(EVP_CIPHER_CTX* ctx) {
+  if (Keystream* ks = keystream_of(ctx)) {
+    EVP_CIPHER_CTX_set_app_data(ctx, nullptr);
+    delete ks;
+  }
+}
+
+// Whole 16-byte loads and stores: libssh2 copies each block out of our
+// output with one 16-byte load, which two 8-byte stores would stall.
+void xor_bytes(unsigned char* out, const unsigned char* in, const unsigned char* key, size_t n) {
+  using Block = unsigned char __attribute__((vector_size(16)));
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    Block a, b;
+    memcpy(&a, in + i, 16);
+    memcpy(&b, key + i, 16);
+    a ^= b;
+    memcpy(out + i, &a, 16);
+  }
+  for (; i < n; ++i) out[i] = in[i] ^ key[i];
+}
+
+}  // namespace
+
+bool served_from_keystream(const EVP_CIPHER_CTX* ctx) { return keystream_of(ctx) != nullptr; }
+
+}  // namespace spindle
+
+using spindle::Keystream;
+using spindle::kKeystreamBytes;
+
+extern "C" int __wrap_EVP_Cipher(EVP_CIPHER_CTX* ctx, unsigned char* out, const unsigned char* in,
+                                 unsigned int inl) {
+  // A null input asks for the final block, which counter mode does not have.
+  if (in == nullptr) return __real_EVP_Cipher(ctx, out, in, inl);
+  // The app data is only ever ours (see the header), so a context that
+  // has it needs no further look: this runs once per 16 bytes.
+  auto* ks = static_cast<Keystream*>(EVP_CIPHER_CTX_get_app_data(ctx));
+  if (ks == nullptr) {
+    if (!spindle::is_ctr(ctx)) return __real_EVP_Cipher(ctx, out, in, inl);
+    ks = new Keystream;
+    EVP_CIPHER_CTX_set_app_data(ctx, ks);
+  }
+  for (size_t done = 0; done < inl;) {
+    if (ks->used == kKeystreamBytes) {
+      memset(ks->bytes, 0, kKeystreamBytes);
+      if (__real_EVP_Cipher(ctx, ks->bytes, ks->bytes, kKeystreamBytes) <= 0) return -1;
+      ks->used = 0;
+    }
+    size_t n = std::min<size_t>(inl - done, kKeystreamBytes - ks->used);
+    spindle::xor_bytes(out + done, in + done, ks->bytes + ks->used, n);
+    ks->used += n;
+    done += n;
+  }
+  return static_cast<int>(inl);
+}
+
+// A new key or IV starts a new keystream.
+extern "C" int __wrap_EVP_CipherInit(EVP_CIPHER_CTX* ctx, const EVP_CIPHER* cipher,
+                                     const unsigned char* key, const unsigned char* iv, int enc) {
+  spindle::drop_keystream(ctx);
+  return __real_EVP_CipherInit(ctx, cipher, key, iv, enc);
+}
+
+// OpenSSL's copy copies the app data pointer; the copy gets its own
+// keystream, at the same place in it.
+extern "C" int __wrap_EVP_CIPHER_CTX_copy(EVP_CIPHER_CTX* out, const EVP_CIPHER_CTX* in) {
+  spindle::drop_keystream(out);
+  int ok = __real_EVP_CIPHER_CTX_copy(out, in);
+  Keystream* ks = spindle::keystream_of(in);
+  if (ks != nullptr && EVP_CIPHER_CTX_get_app_data(out) == ks) {
+    EVP_CIPHER_CTX_set_app_data(out, ok == 1 ? new Keystream(*ks) : nullptr);
+  }
+  return ok;
+}
+
+extern "C" int __wrap_EVP_CIPHER_CTX_reset(EVP_CIPHER_CTX* ctx) {
+  spindle::drop_keystream(ctx);
+  return __real_EVP_CIPHER_CTX_reset(ctx);
+}
+
+extern "C" void __wrap_EVP_CIPHER_CTX_free(EVP_CIPHER_CTX* ctx) {
+  spindle::drop_keystream(ctx);
+  __real_EVP_CIPHER_CTX_free(ctx);
+}
