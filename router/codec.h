@@ -19,17 +19,22 @@ class StringBuffer {
   explicit StringBuffer(std::string* out) : out_(out) {}
   void write(const char* data, size_t n) {
     if (out_->size() + n > out_->capacity()) {
-      size_t want = std::max(out_->size() + n, 2 * out_->capacity());
+      // A write that overflows is mostly a bulk field (a file's chunk); the
+      // slack keeps the small fields after it from copying it again.
+      size_t want = std::max(out_->size() + n + kSlack, 2 * out_->capacity());
       if (want >= kLargeBuffer) {
         std::string bigger = take_buffer(want);
         bigger.append(*out_);
         out_->swap(bigger);
+      } else {
+        out_->reserve(want);
       }
     }
     out_->append(data, n);
   }
 
  private:
+  static constexpr size_t kSlack = 256;
   std::string* out_;
 };
 
