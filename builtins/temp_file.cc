@@ -32,7 +32,8 @@ TempFile::TempFile(int fd, std::string temp, std::string destination)
 TempFile::TempFile(TempFile&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)),
       temp_(std::exchange(other.temp_, {})),
-      destination_(std::move(other.destination_)) {}
+      destination_(std::move(other.destination_)),
+      unflushed_(other.unflushed_) {}
 
 TempFile::~TempFile() {
   if (fd_ >= 0) close(fd_);
@@ -46,6 +47,15 @@ absl::Status TempFile::write_at(std::string_view data, uint64_t offset) {
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) return file_error(w < 0 ? errno : EIO, "write", destination_);
     done += static_cast<size_t>(w);
+  }
+  unflushed_ += data.size();
+  if (unflushed_ >= kWriteBehind) {
+    unflushed_ = 0;
+#ifdef __linux__
+    // Starts writing what is dirty, without waiting; an error here would
+    // show again at close, where it is reported.
+    sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
+#endif
   }
   return absl::OkStatus();
 }
