@@ -235,12 +235,14 @@ void Broker::wait_for_events(int timeout_ms) {
     poller_->wait(0, events_);
     return;
   }
+  // A check here is a system call, not a load: yield after each, since the
+  // thread that this loop just handed work to may be waiting for this core.
   int64_t started;
   bool ready = spin_.spin([&] {
     if (has_deferred_.load(std::memory_order_acquire)) return true;
     poller_->wait(0, events_);
     return !events_.empty();
-  }, &started);
+  }, &started, 1);
   if (!ready) {
     sleeping_.store(true, std::memory_order_seq_cst);
     if (has_deferred_.load(std::memory_order_seq_cst)) timeout_ms = 0;

@@ -79,16 +79,17 @@ absl::Duration spin_budget();
 class SpinPolicy {
  public:
   // Spins for at most spin_budget() until `ready()` is true (or not at all
-  // after a long wait). Returns ready(). Sets *started for finished().
+  // after a long wait), yielding the CPU after every `checks_per_yield`
+  // checks. Returns ready(). Sets *started for finished().
   template <typename F>
-  bool spin(F&& ready, int64_t* started) {
+  bool spin(F&& ready, int64_t* started, int checks_per_yield) {
     *started = absl::GetCurrentTimeNanos();
     if (ready()) return true;
     const int64_t budget_ns = absl::ToInt64Nanoseconds(spin_budget());
     if (budget_ns == 0 || !enabled_) return false;
     const int64_t end = *started + budget_ns;
     for (;;) {
-      for (int i = 0; i < 16; ++i) {
+      for (int i = 0; i < checks_per_yield; ++i) {
         if (ready()) return true;
         cpu_relax();
       }
@@ -163,7 +164,7 @@ class Latch : public LatchBase {
     latch_internal::SpinPolicy* policy = nullptr;
     if (timeout > absl::ZeroDuration() && !ready_.load(std::memory_order_acquire)) {
       policy = &latch_internal::thread_spin_policy();
-      policy->spin([this] { return ready_.load(std::memory_order_acquire); }, &started);
+      policy->spin([this] { return ready_.load(std::memory_order_acquire); }, &started, 16);
     }
     absl::Time deadline = timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
     std::unique_lock<std::mutex> lock(mu_);
