@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -81,6 +82,36 @@ IoResult Side::writev(const struct iovec* iov, int count) {
   }
   if (is_pipe_) return write_without_sigpipe([&] { return ::writev(fd_, iov, count); });
   return io_op([&] { return ::writev(fd_, iov, count); });
+}
+
+bool Side::can_splice() const {
+#if defined(__linux__)
+  return is_pipe_;
+#else
+  return false;
+#endif
+}
+
+IoResult Side::splice_pages(const void* buf, size_t n) {
+  if (fd_ < 0) return {IoResult::kDisconnected, 0, EBADF};
+#if defined(__linux__)
+  if (!widened_) {
+    widened_ = true;
+    fcntl(fd_, F_SETPIPE_SZ, 1 << 20);  // refused past the limits: no matter
+  }
+  iovec iov{const_cast<void*>(buf), n};
+  IoResult r = write_without_sigpipe([&] { return ::vmsplice(fd_, &iov, 1, SPLICE_F_NONBLOCK); });
+  if (r.kind != IoResult::kDisconnected || (r.error != EINVAL && r.error != ENOSYS && r.error != EPERM)) {
+    return r;
+  }
+#endif
+  return write(buf, n);  // no vmsplice here, or a sandbox that forbids it
+}
+
+ssize_t Side::unread_bytes() const {
+  int n = 0;
+  if (fd_ < 0 || ioctl(fd_, FIONREAD, &n) != 0) return -1;
+  return n;
 }
 
 std::string describe_disconnect(const IoResult& r) {

@@ -50,6 +50,19 @@ class Side {
   IoResult write(const void* buf, size_t n);
   IoResult writev(const struct iovec* iov, int count);
 
+  // True for a pipe on Linux: it can take pages by reference
+  // (splice_pages) and tell how much of what was written is still unread.
+  bool can_splice() const;
+  // Pipes only. Puts the pages of [buf, buf + n) into the pipe by
+  // reference instead of copying them (vmsplice; a plain write where the
+  // kernel refuses). The caller must leave those bytes unchanged until the
+  // reader has read past them (unread_bytes()); see Stream. The first call
+  // grows the pipe to 1 MiB where the user's pipe limits allow: a pipe
+  // that carries bulk wakes its ends less often.
+  IoResult splice_pages(const void* buf, size_t n);
+  // Pipes only. Bytes written and not yet read, or -1 when unknown.
+  ssize_t unread_bytes() const;
+
   // Closes the descriptor now; later I/O reports kDisconnected.
   void close();
   // Gives up ownership of the descriptor without closing it.
@@ -59,6 +72,7 @@ class Side {
   int fd_;
   bool is_socket_;  // writes use MSG_NOSIGNAL: a gone peer is EPIPE, not SIGPIPE
   bool is_pipe_;    // writes block SIGPIPE and take back the one they raise
+  bool widened_ = false;  // splice_pages() has tried to grow the pipe
   std::string name_;
 };
 

@@ -1,6 +1,8 @@
 #include "stream/stream.h"
 
+#include <sys/mman.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -19,6 +21,19 @@ constexpr int kMaxIov = 256;
 constexpr int64_t kBurstWindowNs = 10'000;
 // Bound one on_readable() call so that one busy peer cannot starve others.
 constexpr size_t kReadBudget = 8 * 1024 * 1024;
+// Bodies at least this large go into a pipe by reference (see stream.h).
+constexpr size_t kSpliceMin = 256 * 1024;
+
+// The whole pages inside `body`, as offsets [*begin, *end); empty for a
+// body too small to splice.
+void page_range(const std::string& body, size_t* begin, size_t* end) {
+  *begin = *end = 0;
+  if (body.size() < kSpliceMin) return;
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t start = reinterpret_cast<uintptr_t>(body.data());
+  *begin = ((start + page - 1) & ~(page - 1)) - start;
+  *end = ((start + body.size()) & ~(page - 1)) - start;
+}
 }  // namespace
 
 Stream::Stream(std::unique_ptr<Side> rx, std::unique_ptr<Side> tx, std::string name,
@@ -32,12 +47,16 @@ Stream::Stream(std::unique_ptr<Side> rx, std::unique_ptr<Side> tx, std::string n
   rbuf_.reset(new char[kReadBuffer]);
 }
 
-Stream::~Stream() = default;
+Stream::~Stream() {
+  std::lock_guard<std::mutex> lock(tx_mu_);
+  drop_spliced_locked();
+}
 
 void Stream::disconnect(const std::string& reason) {
   if (disconnected_.exchange(true)) return;
   {
     std::lock_guard<std::mutex> lock(tx_mu_);
+    drop_spliced_locked();
     queue_.clear();
     pending_bytes_ = 0;
   }
@@ -59,6 +78,11 @@ size_t Stream::pending_bytes() const {
 }
 
 void Stream::on_readable() {
+  if (has_in_pipe_.load(std::memory_order_relaxed)) {
+    // The peer speaking usually means it has read what we spliced.
+    std::lock_guard<std::mutex> lock(tx_mu_);
+    release_spliced_locked();
+  }
   size_t budget = kReadBudget;
   while (!disconnected_ && budget > 0) {
     IoResult r;
@@ -195,44 +219,105 @@ void Stream::on_writable() {
 }
 
 bool Stream::write_locked(IoResult* error) {
+  const bool can_splice = tx()->can_splice();
   while (!queue_.empty() && !disconnected()) {
     iovec iov[kMaxIov];
     int n = 0;
+    bool pages = false;  // iov[0] is whole pages to splice, alone
+    bool full = false;
     size_t skip = front_offset_;
-    for (auto it = queue_.begin(); it != queue_.end() && n + 2 <= kMaxIov; ++it) {
-      if (skip < kFrameHeaderSize) {
-        iov[n++] = {const_cast<char*>(it->header) + skip, kFrameHeaderSize - skip};
+    for (auto it = queue_.begin(); it != queue_.end() && n + 4 <= kMaxIov && !full; ++it) {
+      // A frame in up to four pieces: the header, the body up to its whole
+      // pages, those pages (spliced, never in one writev with the rest),
+      // the body after them.
+      size_t begin = 0, end = 0;
+      if (can_splice) page_range(it->body, &begin, &end);
+      const struct {
+        const char* data;
+        size_t size;
+        bool pages;
+      } pieces[] = {{it->header, kFrameHeaderSize, false},
+                    {it->body.data(), begin, false},
+                    {it->body.data() + begin, end - begin, true},
+                    {it->body.data() + end, it->body.size() - end, false}};
+      for (const auto& piece : pieces) {
+        if (skip >= piece.size) {
+          skip -= piece.size;
+          continue;
+        }
+        if (piece.pages) {
+          full = true;
+          if (n > 0) break;
+          pages = true;
+        }
+        iov[n++] = {const_cast<char*>(piece.data) + skip, piece.size - skip};
         skip = 0;
-      } else {
-        skip -= kFrameHeaderSize;
+        if (pages) break;
       }
-      if (it->body.size() > skip) {
-        iov[n++] = {it->body.data() + skip, it->body.size() - skip};
-      }
-      skip = 0;
     }
-    IoResult r = tx()->writev(iov, n);
-    if (r.kind == IoResult::kWouldBlock) return true;
+    IoResult r = pages ? tx()->splice_pages(iov[0].iov_base, iov[0].iov_len) : tx()->writev(iov, n);
+    if (r.kind == IoResult::kWouldBlock) break;
     if (r.kind == IoResult::kDisconnected) {
       *error = r;
       return false;
     }
+    if (pages) queue_.front().spliced = true;
     size_t written = r.bytes;
     pending_bytes_ -= written;
     while (written > 0) {
-      size_t front_left = kFrameHeaderSize + queue_.front().body.size() - front_offset_;
-      if (written >= front_left) {
-        written -= front_left;
-        recycle_buffer(std::move(queue_.front().body));
-        queue_.pop_front();
-        front_offset_ = 0;
-      } else {
+      Pending& front = queue_.front();
+      size_t front_left = kFrameHeaderSize + front.body.size() - front_offset_;
+      if (written < front_left) {
         front_offset_ += written;
-        written = 0;
+        tx_bytes_ += written;
+        break;
       }
+      written -= front_left;
+      tx_bytes_ += front_left;
+      if (front.spliced) {
+        in_pipe_.push_back({tx_bytes_, std::move(front.body)});
+        has_in_pipe_.store(true, std::memory_order_relaxed);
+      } else {
+        recycle_buffer(std::move(front.body));
+      }
+      queue_.pop_front();
+      front_offset_ = 0;
     }
   }
+  release_spliced_locked();
   return true;
+}
+
+void Stream::release_spliced_locked() {
+  if (in_pipe_.empty()) return;
+  ssize_t unread = tx()->unread_bytes();
+  if (unread < 0) return;
+  const uint64_t read_so_far = tx_bytes_ - static_cast<uint64_t>(unread);
+  while (!in_pipe_.empty() && in_pipe_.front().end <= read_so_far) {
+    recycle_buffer(std::move(in_pipe_.front().body));
+    in_pipe_.pop_front();
+  }
+  has_in_pipe_.store(!in_pipe_.empty(), std::memory_order_relaxed);
+}
+
+void Stream::drop_spliced_locked() {
+  auto unmap = [](std::string& body) {
+    size_t begin, end;
+    page_range(body, &begin, &end);
+    // The pipe keeps its references to these pages; our mapping gets fresh
+    // ones, so freeing and reusing the body cannot change what the reader
+    // of the pipe is still to read.
+    if (end > begin) madvise(body.data() + begin, end - begin, MADV_DONTNEED);
+  };
+  for (Pending& p : queue_) {
+    if (p.spliced) unmap(p.body);
+  }
+  for (InPipe& b : in_pipe_) {
+    unmap(b.body);
+    recycle_buffer(std::move(b.body));
+  }
+  in_pipe_.clear();
+  has_in_pipe_.store(false, std::memory_order_relaxed);
 }
 
 }  // namespace spindle

@@ -14,6 +14,15 @@
 // on_readable()/on_writable() when the poller says so, and asks
 // wants_write() afterwards to decide whether to watch for writability.
 //
+// Large bodies through a pipe: the whole pages inside a body of at least
+// kSpliceMin bytes go into the pipe by reference (Side::splice_pages), so
+// the bytes are copied once, by the reader, instead of twice; a pipe's
+// single lock otherwise serialises the writer's copy with the reader's. The
+// pipe then holds our pages, so such a body is kept, unchanged, until the
+// reader has read past it (the pipe's unread count says when) and only
+// then recycled; a stream that disconnects first unmaps those pages from
+// the body (the pipe keeps them) before freeing it.
+//
 // Errors: a wrong magic number, an EOF or an I/O error disconnects the
 // stream; the Protocol hears why exactly once. A frame longer than the
 // maximum is not buffered: its body is read and discarded, and the Protocol
@@ -96,12 +105,23 @@ class Stream {
   struct Pending {
     char header[kFrameHeaderSize];
     std::string body;
+    bool spliced = false;  // some of body's pages went into the pipe
+  };
+  // A written body whose pages the pipe may still hold, and the count of
+  // bytes written to tx at its end.
+  struct InPipe {
+    uint64_t end;
+    std::string body;
   };
   enum class ReadState { kHeader, kBody, kSkip };
 
   Side* tx() const { return tx_ ? tx_.get() : rx_.get(); }
   // Caller holds tx_mu_. Returns false on a write error, with `error` set.
   bool write_locked(IoResult* error);
+  // Caller holds tx_mu_. Recycles the spliced bodies the reader is done with.
+  void release_spliced_locked();
+  // Caller holds tx_mu_. Forgets every spliced body, leaving the pipe its pages.
+  void drop_spliced_locked();
   // Consumes buffered bytes; returns false once disconnected.
   bool parse_buffered();
   void finish_body();
@@ -128,6 +148,9 @@ class Stream {
   std::deque<Pending> queue_;    // guarded by tx_mu_
   size_t front_offset_ = 0;      // bytes of queue_.front() already written
   size_t pending_bytes_ = 0;     // guarded by tx_mu_
+  uint64_t tx_bytes_ = 0;        // written to tx in all, guarded by tx_mu_
+  std::deque<InPipe> in_pipe_;   // guarded by tx_mu_
+  std::atomic<bool> has_in_pipe_{false};  // !in_pipe_.empty(), for a lock-free look
   IoResult write_error_{};       // a write error seen off the broker thread
   int64_t last_direct_write_ns_ = 0;
 };
