@@ -5,9 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
-#if defined(__linux__)
-#include <sys/eventfd.h>
-#endif
 
 #include "broker/child_watcher.h"
 #include "latch/latch.h"
@@ -17,25 +14,8 @@ namespace spindle {
 Broker::Broker() : Broker(Options()) {}
 
 Broker::Broker(Options options) : options_(options), poller_(Poller::create(options.poller)) {
-#if defined(__linux__)
-  wake_fd_ = wake_write_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-#else
-  int p[2];
-  if (pipe(p) == 0) {
-    fcntl(p[0], F_SETFL, O_NONBLOCK);
-    fcntl(p[1], F_SETFL, O_NONBLOCK);
-    fcntl(p[0], F_SETFD, FD_CLOEXEC);
-    fcntl(p[1], F_SETFD, FD_CLOEXEC);
-    wake_fd_ = p[0];
-    wake_write_fd_ = p[1];
-  }
-#endif
-  if (wake_fd_ < 0) {
-    perror("spindle: broker waker");
-    abort();
-  }
   child_watcher_ = std::make_unique<ChildWatcher>(this, options_.use_pidfd);
-  poller_->set(wake_fd_, true, false);
+  poller_->set(waker_.fd(), true, false);
 }
 
 Broker::~Broker() {
@@ -44,8 +24,6 @@ Broker::~Broker() {
     join();
   }
   child_watcher_.reset();
-  close(wake_fd_);
-  if (wake_write_fd_ != wake_fd_) close(wake_write_fd_);
 }
 
 void Broker::start() {
@@ -76,10 +54,7 @@ void Broker::defer(Task task) {
     deferred_.push_back(std::move(task));
   }
   has_deferred_.store(true, std::memory_order_seq_cst);
-  if (sleeping_.load(std::memory_order_seq_cst) && !wake_sent_.exchange(true)) {
-    uint64_t one = 1;
-    (void)!write(wake_write_fd_, &one, wake_write_fd_ == wake_fd_ ? 8 : 1);
-  }
+  if (sleeping_.load(std::memory_order_seq_cst) && !wake_sent_.exchange(true)) waker_.signal();
 }
 
 void Broker::shutdown() {
@@ -279,10 +254,8 @@ void Broker::loop() {
     if (shutting_down_ && (!keep_alive() || absl::Now() >= shutdown_deadline_)) break;
     wait_for_events(has_deferred_.load() ? 0 : next_timeout_ms());
     for (const PollEvent& ev : events_) {
-      if (ev.fd == wake_fd_) {
-        uint64_t buf;
-        while (read(wake_fd_, &buf, sizeof buf) > 0) {
-        }
+      if (ev.fd == waker_.fd()) {
+        waker_.drain();
         wake_sent_.store(false);
         continue;
       }

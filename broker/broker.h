@@ -41,6 +41,7 @@
 #include "absl/time/time.h"
 #include "broker/poller.h"
 #include "latch/latch.h"
+#include "latch/wake_fd.h"
 
 namespace spindle {
 
@@ -138,8 +139,7 @@ class Broker {
   std::atomic<bool> has_deferred_{false};
   std::atomic<bool> sleeping_{false};
   std::atomic<bool> wake_sent_{false};
-  int wake_fd_ = -1;  // eventfd, or a pipe's read end
-  int wake_write_fd_ = -1;
+  WakeFd waker_;  // signalled by defer() while the loop sleeps
 
   // Corking.
   enum WaitState : int { kBusy, kWaiting, kClaimed };

@@ -49,28 +49,9 @@ ThreadWaker& ThreadWaker::current() {
 
 void ThreadWaker::forget_after_fork() {
   if (tls_waker != nullptr) {
-    tls_waker->fds_[0] = tls_waker->fds_[1] = -1;
+    tls_waker->fd_.forget();
     delete tls_waker;
     tls_waker = nullptr;
-  }
-}
-
-ThreadWaker::ThreadWaker() {
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds_) != 0) {
-    // Without a waker no thread can sleep; there is no sane way on.
-    perror("spindle: latch socketpair");
-    abort();
-  }
-}
-
-ThreadWaker::~ThreadWaker() {
-  if (fds_[0] >= 0) close(fds_[0]);
-  if (fds_[1] >= 0) close(fds_[1]);
-}
-
-void ThreadWaker::wake() {
-  char c = 'w';
-  while (write(fds_[1], &c, 1) < 0 && errno == EINTR) {
   }
 }
 
@@ -82,7 +63,7 @@ bool ThreadWaker::sleep_until(absl::Time deadline) {
       if (left <= absl::ZeroDuration()) return false;
       timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))));
     }
-    pollfd p{fds_[0], POLLIN, 0};
+    pollfd p{fd_.fd(), POLLIN, 0};
     int n = poll(&p, 1, timeout_ms);
     if (n > 0) return true;
     if (n < 0 && errno != EINTR) return false;
@@ -90,14 +71,10 @@ bool ThreadWaker::sleep_until(absl::Time deadline) {
 }
 
 void ThreadWaker::consume() {
-  char c;
-  for (;;) {
-    ssize_t n = read(fds_[0], &c, 1);
-    if (n == 1) return;
-    if (n < 0 && errno == EINTR) continue;
-    // The waker marked us woken under the latch lock and writes the byte
-    // just after releasing it: wait for it.
-    pollfd p{fds_[0], POLLIN, 0};
+  // The waker marked us woken under the latch lock and signals just after
+  // releasing it: wait for the signal if it has not come yet.
+  while (!fd_.drain()) {
+    pollfd p{fd_.fd(), POLLIN, 0};
     poll(&p, 1, -1);
   }
 }

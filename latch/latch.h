@@ -2,7 +2,7 @@
 // and wait on.
 //
 // Why not a condition variable: a sleeping waiter here blocks in poll() on a
-// socketpair owned by its own thread (created lazily, kept in thread-local
+// wake-up descriptor (latch/wake_fd.h) owned by its own thread (created lazily, kept in thread-local
 // storage and lent to one latch only while the thread sleeps), so a wait with
 // a timeout wakes exactly on time, and the number of descriptors grows with
 // threads, not with latches. Before sleeping a waiter spins for a few
@@ -29,13 +29,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "latch/wake_fd.h"
 
 namespace spindle {
 
 namespace latch_internal {
 
-// The calling thread's wake-up socketpair, created on first use.
-// read_fd() is polled by the sleeping thread; wake() writes one byte.
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -44,27 +43,27 @@ inline void cpu_relax() {
 #endif
 }
 
+// The calling thread's wake-up descriptor, created on first use: polled by
+// the thread while it sleeps on a latch, signalled by whoever wakes it.
 class ThreadWaker {
  public:
   static ThreadWaker& current();
-  // After fork() in the child: forget (without closing) the fds that the
-  // thread inherited, so that a fresh pair is made on next use.
+  // After fork() in the child: forget (without closing) the descriptor that
+  // the thread inherited, so that a fresh one is made on next use.
   static void forget_after_fork();
 
-  int read_fd() const { return fds_[0]; }
-  void wake();
-  // Blocks until woken or `deadline`; returns true when a wake byte was read.
+  void wake() { fd_.signal(); }
+  // Blocks until woken or `deadline`; returns true when woken.
   bool sleep_until(absl::Time deadline);
-  // Consumes a wake byte that is known to have been written.
+  // Consumes a wake-up that is known to have been sent.
   void consume();
 
+  ThreadWaker() = default;
   ThreadWaker(const ThreadWaker&) = delete;
   ThreadWaker& operator=(const ThreadWaker&) = delete;
-  ~ThreadWaker();
 
  private:
-  ThreadWaker();
-  int fds_[2] = {-1, -1};
+  WakeFd fd_;
 };
 
 // How long a waiter spins before it sleeps; SPINDLE_SPIN_US overrides it
