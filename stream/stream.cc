@@ -13,7 +13,12 @@
 
 namespace spindle {
 namespace {
-constexpr size_t kReadBuffer = 256 * 1024;
+// The read buffer starts small and doubles each time a read fills it, up
+// to the maximum: most streams carry small messages only, and a buffer as
+// large as the maximum comes from mmap(), whose munmap() on every stream's
+// end costs a TLB shootdown in a threaded process.
+constexpr size_t kReadBufferMin = 16 * 1024;
+constexpr size_t kReadBufferMax = 256 * 1024;
 // Bodies at least this large are read straight into their own buffer.
 constexpr size_t kDirectRead = 64 * 1024;
 constexpr int kMaxIov = 256;
@@ -43,8 +48,9 @@ Stream::Stream(std::unique_ptr<Side> rx, std::unique_ptr<Side> tx, std::string n
       name_(std::move(name)),
       protocol_(protocol),
       max_frame_(max_frame),
-      max_pending_(max_pending) {
-  rbuf_.reset(new char[kReadBuffer]);
+      max_pending_(max_pending),
+      rbuf_(new char[kReadBufferMin]),
+      rcap_(kReadBufferMin) {
 }
 
 Stream::~Stream() {
@@ -97,14 +103,16 @@ void Stream::on_readable() {
       }
     } else {
       if (rstart_ == rend_) rstart_ = rend_ = 0;
-      if (rend_ == kReadBuffer) {
+      if (rend_ == rcap_) {
         std::memmove(rbuf_.get(), rbuf_.get() + rstart_, rend_ - rstart_);
         rend_ -= rstart_;
         rstart_ = 0;
       }
-      r = rx_->read(rbuf_.get() + rend_, kReadBuffer - rend_);
+      const size_t want = rcap_ - rend_;
+      r = rx_->read(rbuf_.get() + rend_, want);
       if (r.kind == IoResult::kDone) {
         rend_ += r.bytes;
+        if (r.bytes == want && rcap_ < kReadBufferMax) grow_read_buffer();
         budget -= std::min(budget, r.bytes);
         if (!parse_buffered()) return;
         continue;
@@ -118,12 +126,22 @@ void Stream::on_readable() {
 void Stream::on_already_read(std::string_view bytes) {
   while (!bytes.empty() && !disconnected_) {
     if (rstart_ == rend_) rstart_ = rend_ = 0;
-    size_t n = std::min(bytes.size(), kReadBuffer - rend_);
+    size_t n = std::min(bytes.size(), rcap_ - rend_);
     std::memcpy(rbuf_.get() + rend_, bytes.data(), n);
     rend_ += n;
     bytes.remove_prefix(n);
     if (!parse_buffered()) return;
   }
+}
+
+void Stream::grow_read_buffer() {
+  size_t cap = rcap_ * 2;
+  std::unique_ptr<char[]> bigger(new char[cap]);
+  std::memcpy(bigger.get(), rbuf_.get() + rstart_, rend_ - rstart_);
+  rend_ -= rstart_;
+  rstart_ = 0;
+  rbuf_ = std::move(bigger);
+  rcap_ = cap;
 }
 
 bool Stream::parse_buffered() {

@@ -125,6 +125,8 @@ class Stream {
   // Consumes buffered bytes; returns false once disconnected.
   bool parse_buffered();
   void finish_body();
+  // Doubles the read buffer, keeping the bytes not yet parsed.
+  void grow_read_buffer();
 
   std::unique_ptr<Side> rx_;
   std::unique_ptr<Side> tx_;
@@ -134,9 +136,10 @@ class Stream {
   size_t max_pending_;
   std::atomic<bool> disconnected_{false};
 
-  // Not zero-filled: a stream that only ever carries small messages touches
-  // one page of it, not 64 (which matters most right after fork()).
+  // Not zero-filled: what a stream never reads into, it never touches
+  // (which matters most right after fork()). Grows with the traffic.
   std::unique_ptr<char[]> rbuf_;
+  size_t rcap_;
   size_t rstart_ = 0;
   size_t rend_ = 0;
   ReadState state_ = ReadState::kHeader;
