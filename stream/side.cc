@@ -68,7 +68,7 @@ IoResult Side::write(const void* buf, size_t n) {
   if (fd_ < 0) return {IoResult::kDisconnected, 0, EBADF};
   if (n == 0) return {IoResult::kDone, 0, 0};
   if (is_socket_) return io_op([&] { return ::send(fd_, buf, n, MSG_NOSIGNAL); });
-  if (is_pipe_) return write_without_sigpipe([&] { return ::write(fd_, buf, n); });
+  if (is_pipe_) return write_pipe([&] { return ::write(fd_, buf, n); });
   return io_op([&] { return ::write(fd_, buf, n); });
 }
 
@@ -80,8 +80,22 @@ IoResult Side::writev(const struct iovec* iov, int count) {
     mh.msg_iovlen = static_cast<size_t>(count);
     return io_op([&] { return ::sendmsg(fd_, &mh, MSG_NOSIGNAL); });
   }
-  if (is_pipe_) return write_without_sigpipe([&] { return ::writev(fd_, iov, count); });
+  if (is_pipe_) return write_pipe([&] { return ::writev(fd_, iov, count); });
   return io_op([&] { return ::writev(fd_, iov, count); });
+}
+
+template <typename Op>
+IoResult Side::write_pipe(Op&& op) {
+  IoResult r = write_without_sigpipe(op);
+#if defined(__linux__)
+  if (r.kind == IoResult::kWouldBlock && !widened_) {
+    widened_ = true;
+    int before = fcntl(fd_, F_GETPIPE_SZ);
+    // Refused past the user's pipe limits: then the pipe stays as it is.
+    if (before > 0 && fcntl(fd_, F_SETPIPE_SZ, 1 << 20) > before) r = write_without_sigpipe(op);
+  }
+#endif
+  return r;
 }
 
 bool Side::can_splice() const {
@@ -95,12 +109,8 @@ bool Side::can_splice() const {
 IoResult Side::splice_pages(const void* buf, size_t n) {
   if (fd_ < 0) return {IoResult::kDisconnected, 0, EBADF};
 #if defined(__linux__)
-  if (!widened_) {
-    widened_ = true;
-    fcntl(fd_, F_SETPIPE_SZ, 1 << 20);  // refused past the limits: no matter
-  }
   iovec iov{const_cast<void*>(buf), n};
-  IoResult r = write_without_sigpipe([&] { return ::vmsplice(fd_, &iov, 1, SPLICE_F_NONBLOCK); });
+  IoResult r = write_pipe([&] { return ::vmsplice(fd_, &iov, 1, SPLICE_F_NONBLOCK); });
   if (r.kind != IoResult::kDisconnected || (r.error != EINVAL && r.error != ENOSYS && r.error != EPERM)) {
     return r;
   }

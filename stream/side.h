@@ -1,6 +1,12 @@
 // Side: one non-blocking file descriptor (pipe end, tty or socket) that a
 // Stream reads from or writes to.
 //
+// A pipe starts at the kernel's default size (64 KiB on Linux); the first
+// write that finds it full grows it to 1 MiB, where the user's pipe limits
+// allow, and tries again: a stream that carries bulk or bursts then wakes
+// its reader and writer a sixteenth as often, and one that never fills its
+// pipe takes no more of the user's pipe allowance than any pipe.
+//
 // Owns the descriptor and closes it on destruction (unless release()d).
 // read() and write() go through io_op(), which turns the errors a peer's
 // disappearance produces (EIO from a pty whose other end closed, ECONNRESET,
@@ -56,9 +62,7 @@ class Side {
   // Pipes only. Puts the pages of [buf, buf + n) into the pipe by
   // reference instead of copying them (vmsplice; a plain write where the
   // kernel refuses). The caller must leave those bytes unchanged until the
-  // reader has read past them (unread_bytes()); see Stream. The first call
-  // grows the pipe to 1 MiB where the user's pipe limits allow: a pipe
-  // that carries bulk wakes its ends less often.
+  // reader has read past them (unread_bytes()); see Stream.
   IoResult splice_pages(const void* buf, size_t n);
   // Pipes only. Bytes written and not yet read, or -1 when unknown.
   ssize_t unread_bytes() const;
@@ -69,10 +73,14 @@ class Side {
   int release();
 
  private:
+  // A write to a pipe: `op`, once more after growing a full pipe.
+  template <typename Op>
+  IoResult write_pipe(Op&& op);
+
   int fd_;
   bool is_socket_;  // writes use MSG_NOSIGNAL: a gone peer is EPIPE, not SIGPIPE
   bool is_pipe_;    // writes block SIGPIPE and take back the one they raise
-  bool widened_ = false;  // splice_pages() has tried to grow the pipe
+  bool widened_ = false;  // a write found the pipe full and grew it
   std::string name_;
 };
 

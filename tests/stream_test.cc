@@ -899,6 +899,31 @@ TEST(SideTest, PipePagesStayWithThePipeWhenTheWriterDropsThem) {
   close(p[0]);
 }
 
+TEST(SideTest, AFullPipeGrowsOnceThenTheWriteGoesOn) {
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  Side tx(p[1], "tx");
+  const int initial = fcntl(p[1], F_GETPIPE_SZ);
+  ASSERT_GT(initial, 0);
+  ASSERT_LT(initial, 1 << 20) << "this test needs a pipe smaller than 1 MiB to start with";
+  std::string block(static_cast<size_t>(initial), 'a');
+  IoResult r = tx.write(block.data(), block.size());
+  ASSERT_EQ(r.kind, IoResult::kDone);
+  ASSERT_EQ(r.bytes, block.size());
+  // Full now: the next write grows the pipe and is taken.
+  r = tx.write(block.data(), block.size());
+  ASSERT_EQ(r.kind, IoResult::kDone);
+  EXPECT_EQ(r.bytes, block.size());
+  EXPECT_EQ(fcntl(p[1], F_GETPIPE_SZ), 1 << 20);
+  EXPECT_EQ(tx.unread_bytes(), 2 * initial);
+  // It grows once: a pipe full at 1 MiB is simply full.
+  std::string rest((1 << 20) - 2 * static_cast<size_t>(initial), 'b');
+  ASSERT_EQ(tx.write(rest.data(), rest.size()).kind, IoResult::kDone);
+  EXPECT_EQ(tx.write("c", 1).kind, IoResult::kWouldBlock);
+  EXPECT_EQ(fcntl(p[1], F_GETPIPE_SZ), 1 << 20);
+  close(p[0]);
+}
+
 TEST(SideTest, SocketsCannotSplice) {
   int s[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, s), 0);
