@@ -20,6 +20,12 @@
 // Flow control: each direction buffers at most kPumpBuffer bytes; a full
 // buffer stops reading from its source, so a slow side slows the other.
 //
+// Batched sends: once running, libssh2's packets (32 KiB of data each) go
+// into a buffer of ours, written to the socket at the end of each pump
+// pass, not one send() per packet. On loopback each send() woke sshd at
+// once, sshd woke the agent, and the three took turns on one core every
+// 40 µs: a push to 8 hosts left the machine a seventh idle.
+//
 // Lifetime: the broker's handlers for the two descriptors own the link; it
 // goes when it stops watching them, or with the broker.
 #include <arpa/inet.h>
@@ -53,6 +59,8 @@ namespace {
 
 constexpr size_t kPumpBuffer = 1 << 20;
 constexpr size_t kChunk = 256 * 1024;
+// Bytes of libssh2's packets held for one send(); libssh2 waits beyond it.
+constexpr size_t kSendBatch = 512 * 1024;
 
 // Bytes on their way one direction. Reads land in the free space at the
 // end and writes take from the front by moving an offset: a channel write
@@ -306,14 +314,22 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
     char* msg = nullptr;
     libssh2_session_last_error(session_, &msg, nullptr, 0);
     std::string detail = absl::StrCat(where(), ": ", msg ? msg : "libssh2 error ", msg ? "" : std::to_string(rc));
+    bool closed = rc == LIBSSH2_ERROR_SOCKET_RECV || rc == LIBSSH2_ERROR_SOCKET_DISCONNECT ||
+                  rc == LIBSSH2_ERROR_SOCKET_SEND || rc == LIBSSH2_ERROR_KEX_FAILURE;
+    return link_error(closed, std::move(detail), os_error);
+  }
+
+  // The socket failed under our own send (flush()).
+  absl::Status send_failure() {
+    return link_error(true, absl::StrCat(where(), ": ", strerror(send_errno_)), send_errno_);
+  }
+
+  absl::Status link_error(bool closed, std::string detail, int os_error) {
     bool silent = os_error == ETIMEDOUT || os_error == EHOSTUNREACH || os_error == ENETUNREACH;
     if (phase_ == Phase::kRunning && silent && silence_limit_ > absl::ZeroDuration()) {
       absl::StrAppend(&detail, " (no answer from the host within ", absl::FormatDuration(silence_limit_), ")");
     }
-    if (rc == LIBSSH2_ERROR_SOCKET_RECV || rc == LIBSSH2_ERROR_SOCKET_DISCONNECT ||
-        rc == LIBSSH2_ERROR_SOCKET_SEND || rc == LIBSSH2_ERROR_KEX_FAILURE) {
-      return ssh_error(SshError::kClosed, s_.target, detail);
-    }
+    if (closed) return ssh_error(SshError::kClosed, s_.target, detail);
     return absl::UnavailableError(absl::StrCat(s_.target, ": ", detail));
   }
 
@@ -426,8 +442,36 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
                            (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND) != 0);
   }
 
+  // libssh2's send function while running: appends whole packets to out_.
+  static ssize_t batch_send(libssh2_socket_t, const void* buf, size_t n, int, void** abstract) {
+    auto* self = static_cast<Libssh2Link*>(*abstract);
+    if (self->out_.size() >= kSendBatch) self->flush();
+    if (self->send_errno_ != 0) return -self->send_errno_;
+    if (self->out_.size() >= kSendBatch) return -EAGAIN;  // libssh2 keeps the packet
+    self->out_.append(static_cast<const char*>(buf), n);
+    return static_cast<ssize_t>(n);
+  }
+
+  // Writes what out_ holds until the socket is full; an error stays in
+  // send_errno_ for libssh2's next send, and for pump().
+  void flush() {
+    size_t done = 0;
+    while (done < out_.size() && send_errno_ == 0) {
+      ssize_t w = send(sock_, out_.data() + done, out_.size() - done, MSG_NOSIGNAL);
+      if (w > 0) {
+        done += static_cast<size_t>(w);
+      } else if (errno == EAGAIN) {
+        break;
+      } else if (errno != EINTR) {
+        send_errno_ = errno;
+      }
+    }
+    out_.erase(0, done);
+  }
+
   void running() {
     phase_ = Phase::kRunning;
+    libssh2_session_callback_set(session_, LIBSSH2_CALLBACK_SEND, reinterpret_cast<void*>(&batch_send));
     if (connect_timer_) broker()->cancel_timer(connect_timer_);
     connect_timer_ = 0;
     if (agent_) {
@@ -549,6 +593,8 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
         }
         break;
       }
+      flush();
+      if (send_errno_ != 0) return close_all(send_failure().ToString());
       if (local_eof_ && to_remote_.empty()) return close_all("the context's stream closed");
       // One more pass for data libssh2 queued during this one; never two
       // in a row that move nothing, so data no read takes cannot spin us.
@@ -559,7 +605,7 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
       }
     }
     int dirs = libssh2_session_block_directions(session_);
-    broker()->set_interest(sock_, true, blocked_out || (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND));
+    broker()->set_interest(sock_, true, blocked_out || !out_.empty() || (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND));
     broker()->set_interest(local_, !local_eof_ && to_remote_.size() < kPumpBuffer, !to_local_.empty());
   }
 
@@ -591,7 +637,10 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
   // stays ours until libssh2 is done with it.
   void release() {
     if (channel_) libssh2_channel_send_eof(channel_);
-    if (sock_ >= 0) shutdown(sock_, SHUT_RDWR);
+    if (sock_ >= 0) {
+      flush();  // as far as the socket takes it without waiting
+      shutdown(sock_, SHUT_RDWR);
+    }
     if (agent_) libssh2_agent_free(agent_);
     if (channel_) libssh2_channel_free(channel_);
     if (session_) libssh2_session_free(session_);
@@ -626,6 +675,8 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
   PumpBuffer to_remote_;
   bool local_eof_ = false;
   bool local_watched_ = false;
+  std::string out_;     // libssh2's packets not yet sent (see batch_send)
+  int send_errno_ = 0;  // the socket's send error, once there is one
   absl::Duration silence_limit_;  // zero: no keepalives
 };
 
