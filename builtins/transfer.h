@@ -28,6 +28,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -44,7 +45,10 @@ struct PushStep {
   std::string name;      // kOpen: the source's base name
   uint32_t mode = 0644;  // kOpen
   uint64_t offset = 0;   // kData
-  std::string data;      // kData
+  // kData. A view: into the sender's buffer, and on the receiving side
+  // into the call's message, which outlives the call; unpacking into a
+  // string copied every chunk once more.
+  std::string_view data;
   uint64_t size = 0;     // kClose: of the whole file
   std::string checksum;  // kClose: Checksum of the whole file (checksum.h)
   MSGPACK_DEFINE(kind, transfer, path, name, mode, offset, data, size, checksum);

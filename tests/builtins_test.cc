@@ -128,13 +128,13 @@ class Builtins : public ::testing::Test {
     step.kind = StepKind::kData;
     for (size_t off = 0; off < data.size(); off += 256 << 10) {
       step.offset = off;
-      step.data = data.substr(off, 256 << 10);
+      step.data = std::string_view(data).substr(off, 256 << 10);
       fanout.send(step);
     }
     Checksum d;
     d.update(data);
     step.kind = StepKind::kClose;
-    step.data.clear();
+    step.data = {};
     step.size = data.size();
     step.checksum = claimed_checksum.empty() ? d.hex_digest() : claimed_checksum;
     fanout.send(step);

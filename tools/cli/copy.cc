@@ -130,13 +130,13 @@ int push_file(Router* router, const CliOptions& o, Console& console, Interrupt& 
     if (r < 0) read_error = absl::StrCat("reading ", o.source, ": ", strerror(errno));
     if (r <= 0) break;
     step.offset = offset;
-    step.data.assign(buf.data(), static_cast<size_t>(r));
+    step.data = std::string_view(buf.data(), static_cast<size_t>(r));
     digest.update(step.data);
     offset += static_cast<uint64_t>(r);
     fanout.send(step);
   }
   close(fd);
-  step.data.clear();
+  step.data = {};
   if (interrupted || !read_error.empty()) {
     step.kind = StepKind::kAbort;
   } else {
