@@ -83,7 +83,9 @@ int main(int argc, char** argv) {
   show("grandchild.call(where_am_i) (direct route)", grandchild->call(where_am_i));
   // A fresh process of this program (no fork): what ssh and sudo contexts
   // are too, on other hosts and accounts.
-  auto fresh = router.local({.name = "fresh"});
+  spindle::LocalOptions fresh_options;
+  fresh_options.name = "fresh";
+  auto fresh = router.local(fresh_options);
   if (!fresh.ok()) {
     std::fprintf(stderr, "%s\n", fresh.status().ToString().c_str());
     return 1;
