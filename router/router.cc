@@ -165,7 +165,7 @@ uint32_t Router::add_handler(Handler fn, uint32_t respondent, Policy policy) {
 }
 
 uint32_t Router::add_handler(std::shared_ptr<MessageSink> sink, uint32_t respondent, Policy policy) {
-  std::lock_guard<std::mutex> lock(handlers_mu_);
+  std::lock_guard<AdaptiveMutex> lock(handlers_mu_);
   uint32_t h;
   do {
     h = next_handle_++;
@@ -176,12 +176,12 @@ uint32_t Router::add_handler(std::shared_ptr<MessageSink> sink, uint32_t respond
 }
 
 void Router::add_fixed_handler(uint32_t handle, Handler fn, Policy policy) {
-  std::lock_guard<std::mutex> lock(handlers_mu_);
+  std::lock_guard<AdaptiveMutex> lock(handlers_mu_);
   handlers_[handle] = HandlerEntry{std::make_shared<FunctionSink>(std::move(fn)), kNoRespondent, policy};
 }
 
 void Router::del_handler(uint32_t handle) {
-  std::lock_guard<std::mutex> lock(handlers_mu_);
+  std::lock_guard<AdaptiveMutex> lock(handlers_mu_);
   handlers_.erase(handle);
 }
 
@@ -483,7 +483,7 @@ void Router::deliver_local(Message&& msg, StreamInfo* from) {
   std::shared_ptr<MessageSink> sink;
   bool refused = false;
   {
-    std::lock_guard<std::mutex> lock(handlers_mu_);
+    std::lock_guard<AdaptiveMutex> lock(handlers_mu_);
     auto it = handlers_.find(msg.handle);
     if (it != handlers_.end()) {
       if (allowed(it->second, msg)) {
@@ -559,7 +559,7 @@ void Router::context_gone(uint32_t id, const std::string& reason, StreamInfo* fr
   // Wake every local waiter on that context.
   std::vector<std::shared_ptr<MessageSink>> waiters;
   {
-    std::lock_guard<std::mutex> lock(handlers_mu_);
+    std::lock_guard<AdaptiveMutex> lock(handlers_mu_);
     for (auto& [handle, entry] : handlers_) {
       if (entry.respondent == id) waiters.push_back(entry.sink);
     }

@@ -36,6 +36,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "broker/broker.h"
+#include "latch/adaptive_mutex.h"
 #include "latch/latch.h"
 #include "router/log.h"
 #include "router/message.h"
@@ -221,7 +222,9 @@ class Router : public Stream::Protocol {
   std::mutex outbox_mu_;
   std::vector<Message> outbox_;
 
-  std::mutex handlers_mu_;
+  // Taken by callers allocating reply handles as fast as the broker
+  // delivers replies: waiters spin before they sleep.
+  AdaptiveMutex handlers_mu_;
   absl::flat_hash_map<uint32_t, HandlerEntry> handlers_;
   uint32_t next_handle_ = kFirstDynamicHandle;
 

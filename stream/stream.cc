@@ -54,39 +54,39 @@ Stream::Stream(std::unique_ptr<Side> rx, std::unique_ptr<Side> tx, std::string n
 }
 
 Stream::~Stream() {
-  std::lock_guard<std::mutex> lock(tx_mu_);
+  std::lock_guard<AdaptiveMutex> lock(tx_mu_);
   drop_spliced_locked();
 }
 
 void Stream::disconnect(const std::string& reason) {
   if (disconnected_.exchange(true)) return;
   {
-    std::lock_guard<std::mutex> lock(tx_mu_);
+    std::lock_guard<AdaptiveMutex> lock(tx_mu_);
     drop_spliced_locked();
     queue_.clear();
     pending_bytes_ = 0;
   }
   protocol_->on_disconnect(*this, reason);
   // Closed after the protocol ran, so that it could still read the fds.
-  std::lock_guard<std::mutex> lock(tx_mu_);
+  std::lock_guard<AdaptiveMutex> lock(tx_mu_);
   rx_->close();
   if (tx_) tx_->close();
 }
 
 bool Stream::wants_write() const {
-  std::lock_guard<std::mutex> lock(tx_mu_);
+  std::lock_guard<AdaptiveMutex> lock(tx_mu_);
   return !queue_.empty() && !disconnected();
 }
 
 size_t Stream::pending_bytes() const {
-  std::lock_guard<std::mutex> lock(tx_mu_);
+  std::lock_guard<AdaptiveMutex> lock(tx_mu_);
   return pending_bytes_;
 }
 
 void Stream::on_readable() {
   if (has_in_pipe_.load(std::memory_order_relaxed)) {
     // The peer speaking usually means it has read what we spliced.
-    std::lock_guard<std::mutex> lock(tx_mu_);
+    std::lock_guard<AdaptiveMutex> lock(tx_mu_);
     release_spliced_locked();
   }
   size_t budget = kReadBudget;
@@ -201,7 +201,7 @@ void Stream::finish_body() {
 }
 
 Stream::SendResult Stream::send(Frame&& frame, bool write_now) {
-  std::lock_guard<std::mutex> lock(tx_mu_);
+  std::lock_guard<AdaptiveMutex> lock(tx_mu_);
   if (disconnected()) return SendResult::kRejected;
   size_t bytes = kFrameHeaderSize + frame.body.size();
   if (pending_bytes_ + bytes > max_pending_ && !queue_.empty()) return SendResult::kRejected;
@@ -226,7 +226,7 @@ void Stream::on_writable() {
   IoResult err;
   bool ok;
   {
-    std::lock_guard<std::mutex> lock(tx_mu_);
+    std::lock_guard<AdaptiveMutex> lock(tx_mu_);
     ok = write_locked(&err);
     if (ok && write_error_.kind == IoResult::kDisconnected) {
       err = write_error_;

@@ -38,6 +38,7 @@
 #include <string>
 #include <string_view>
 
+#include "latch/adaptive_mutex.h"
 #include "stream/frame.h"
 #include "stream/side.h"
 
@@ -147,7 +148,7 @@ class Stream {
   size_t body_filled_ = 0;
   uint64_t skip_left_ = 0;
 
-  mutable std::mutex tx_mu_;
+  mutable AdaptiveMutex tx_mu_;
   std::deque<Pending> queue_;    // guarded by tx_mu_
   size_t front_offset_ = 0;      // bytes of queue_.front() already written
   size_t pending_bytes_ = 0;     // guarded by tx_mu_

@@ -2,8 +2,8 @@
 // waking every sleeper while queued items still come out first, many
 // producers x many consumers delivering each item exactly once, a put from
 // another thread waking a sleeper, a queue that never quite drains not
-// growing without bound, and the per-thread waker socketpair being released
-// when its thread exits (no descriptor leak).
+// growing without bound, the per-thread wake-up descriptor being released
+// when its thread exits (no descriptor leak), and AdaptiveMutex excluding.
 #include "latch/latch.h"
 
 #include <dirent.h>
@@ -19,6 +19,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "latch/adaptive_mutex.h"
 
 namespace spindle {
 namespace {
@@ -296,6 +297,28 @@ TEST(LatchTest, SleepersOnDifferentLatchesShareNothing) {
   absl::Time start = absl::Now();
   EXPECT_EQ(b.get(absl::Milliseconds(30)).status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(30));
+}
+
+TEST(AdaptiveMutexTest, ExcludesAndTryLockFailsWhileHeld) {
+  AdaptiveMutex mu;
+  int64_t counter = 0;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 100000; ++i) {
+        std::lock_guard<AdaptiveMutex> lock(mu);
+        ++counter;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(counter, 400000);
+  mu.lock();
+  std::thread other([&] { EXPECT_FALSE(mu.try_lock()); });
+  other.join();
+  mu.unlock();
+  EXPECT_TRUE(mu.try_lock());
+  mu.unlock();
 }
 
 }  // namespace
