@@ -22,7 +22,9 @@
 //
 // Batched sends: once running, libssh2's packets (32 KiB of data each) go
 // into a buffer of ours, written to the socket at the end of each pump
-// pass, not one send() per packet. On loopback each send() woke sshd at
+// pass, not one send() per packet; the pump gives libssh2 no more data
+// while the buffer holds kSendBatch bytes, and closes the link only once
+// the buffer is empty. On loopback each send() woke sshd at
 // once, sshd woke the agent, and the three took turns on one core every
 // 40 µs: a push to 8 hosts left the machine a seventh idle.
 //
@@ -59,7 +61,7 @@ namespace {
 
 constexpr size_t kPumpBuffer = 1 << 20;
 constexpr size_t kChunk = 256 * 1024;
-// Bytes of libssh2's packets held for one send(); libssh2 waits beyond it.
+// Bytes of libssh2's packets held for one send(); no channel write beyond.
 constexpr size_t kSendBatch = 512 * 1024;
 
 // Bytes on their way one direction. Reads land in the free space at the
@@ -310,7 +312,9 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
   }
 
   absl::Status session_failure(int rc) {
-    int os_error = errno;  // what the socket call under libssh2 said (pump() clears it first)
+    // What the socket call under libssh2 said (pump() clears errno first),
+    // or under our own flush().
+    int os_error = send_errno_ != 0 ? send_errno_ : errno;
     char* msg = nullptr;
     libssh2_session_last_error(session_, &msg, nullptr, 0);
     std::string detail = absl::StrCat(where(), ": ", msg ? msg : "libssh2 error ", msg ? "" : std::to_string(rc));
@@ -442,12 +446,14 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
                            (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND) != 0);
   }
 
-  // libssh2's send function while running: appends whole packets to out_.
+  // libssh2's send function while running: takes every packet whole into
+  // out_, so that libssh2 never holds one back half-sent (a packet it
+  // held would wait for its next send, and be lost if the link closed
+  // first). pump() bounds out_ by not writing to the channel while it is
+  // full.
   static ssize_t batch_send(libssh2_socket_t, const void* buf, size_t n, int, void** abstract) {
     auto* self = static_cast<Libssh2Link*>(*abstract);
-    if (self->out_.size() >= kSendBatch) self->flush();
     if (self->send_errno_ != 0) return -self->send_errno_;
-    if (self->out_.size() >= kSendBatch) return -EAGAIN;  // libssh2 keeps the packet
     self->out_.append(static_cast<const char*>(buf), n);
     return static_cast<ssize_t>(n);
   }
@@ -460,10 +466,11 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
       ssize_t w = send(sock_, out_.data() + done, out_.size() - done, MSG_NOSIGNAL);
       if (w > 0) {
         done += static_cast<size_t>(w);
-      } else if (errno == EAGAIN) {
+      } else if (w < 0 && errno == EINTR) {
+        continue;
+      } else {
+        if (w < 0 && errno != EAGAIN) send_errno_ = errno;
         break;
-      } else if (errno != EINTR) {
-        send_errno_ = errno;
       }
     }
     out_.erase(0, done);
@@ -580,6 +587,11 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
       // nothing) that a pass per packet costs. Data that arrives meanwhile
       // waits in libssh2's queue for that next pass.
       while (!to_remote_.empty()) {
+        if (out_.size() >= kSendBatch) flush();
+        if (out_.size() >= kSendBatch) {
+          blocked_out = true;
+          break;
+        }
         ssize_t w = libssh2_channel_write(channel_, to_remote_.data(), to_remote_.size());
         if (w > 0) {
           to_remote_.consume(static_cast<size_t>(w));
@@ -595,7 +607,9 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
       }
       flush();
       if (send_errno_ != 0) return close_all(send_failure().ToString());
-      if (local_eof_ && to_remote_.empty()) return close_all("the context's stream closed");
+      // Closed only once all of it has left: the last frames (a shutdown,
+      // a last call) must reach the agent.
+      if (local_eof_ && to_remote_.empty() && out_.empty()) return close_all("the context's stream closed");
       // One more pass for data libssh2 queued during this one; never two
       // in a row that move nothing, so data no read takes cannot spin us.
       if (moved) {
