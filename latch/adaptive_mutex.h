@@ -1,9 +1,10 @@
 // AdaptiveMutex: a mutex whose waiters spin briefly before they sleep.
 //
-// For short critical sections that two threads enter at a high rate: a
-// stream's transmit queue (a caller's direct write against the broker's
-// flush) and the router's handle table (a caller allocating reply handles
-// against the broker delivering replies). std::mutex sleeps at the first
+// For critical sections that two threads enter at a high rate, each a few
+// instructions or a few non-blocking system calls long: a stream's
+// transmit queue (a caller's direct write against the broker's flush) and
+// the router's handle table (a caller allocating reply handles against the
+// broker delivering replies). std::mutex sleeps at the first
 // contention, and on a small virtual machine a sleep and its wake-up cost
 // tens of microseconds, far more than the section itself: with 10,000
 // calls in flight, a third of the runs fell into a convoy of thousands of

@@ -100,7 +100,7 @@ bool LatchBase::sleep_locked(std::unique_lock<std::mutex>& lock, absl::Time dead
   lock.lock();
   sleepers_.erase(std::find(sleepers_.begin(), sleepers_.end(), &self));
   if (self.woken) {
-    // Whoever woke us wrote exactly one byte; take it so the next sleep on
+    // Whoever woke us signalled exactly once; take it so the next sleep on
     // this thread does not return at once.
     self.waker->consume();
     return true;

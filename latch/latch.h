@@ -127,7 +127,7 @@ class LatchBase {
   // returns its waker (or null), for the caller to wake() once it has
   // released mu_: a sleeper woken under the lock would only block on it.
   // The waker stays valid until woken, because a sleeper marked woken waits
-  // for its byte before it returns.
+  // for its signal before it returns.
   latch_internal::ThreadWaker* take_sleeper_locked();
   // Called with `lock` held and nothing available; sleeps until woken, closed
   // or deadline. Returns false on deadline. The lock is held again on return.

@@ -98,11 +98,9 @@ IoResult Side::write_pipe(Op&& op) {
   return r;
 }
 
-bool Side::can_splice() const {
+void Side::allow_splice() {
 #if defined(__linux__)
-  return is_pipe_;
-#else
-  return false;
+  splice_allowed_ = is_pipe_;
 #endif
 }
 

@@ -13,8 +13,9 @@
 // EPIPE) into a plain disconnect, exactly as if EOF had been read: callers
 // then have one way to learn that the other side is gone.
 //
-// Thread safety: none; a Side belongs to the thread that owns its Stream
-// (the broker thread once the Stream is registered).
+// Thread safety: none of its own. A Stream reads its receive Side on the
+// broker thread only, and writes its transmit Side from any thread, under
+// the Stream's transmit lock.
 #ifndef SPINDLE_STREAM_SIDE_H_
 #define SPINDLE_STREAM_SIDE_H_
 
@@ -56,9 +57,13 @@ class Side {
   IoResult write(const void* buf, size_t n);
   IoResult writev(const struct iovec* iov, int count);
 
-  // True for a pipe on Linux: it can take pages by reference
-  // (splice_pages) and tell how much of what was written is still unread.
-  bool can_splice() const;
+  // Lets splice_pages() hand this pipe's reader our pages by reference.
+  // Only for a pipe whose reader is a Stream of ours: it copies with
+  // read(), so the pipe's unread count says when our pages are free again.
+  // A reader that moved them on with splice() or tee() would hold them
+  // after the count fell. No effect but on a pipe on Linux.
+  void allow_splice();
+  bool can_splice() const { return splice_allowed_; }
   // Pipes only. Puts the pages of [buf, buf + n) into the pipe by
   // reference instead of copying them (vmsplice; a plain write where the
   // kernel refuses). The caller must leave those bytes unchanged until the
@@ -81,6 +86,7 @@ class Side {
   bool is_socket_;  // writes use MSG_NOSIGNAL: a gone peer is EPIPE, not SIGPIPE
   bool is_pipe_;    // writes block SIGPIPE and take back the one they raise
   bool widened_ = false;  // a write found the pipe full and grew it
+  bool splice_allowed_ = false;
   std::string name_;
 };
 

@@ -103,11 +103,7 @@ void Stream::on_readable() {
       }
     } else {
       if (rstart_ == rend_) rstart_ = rend_ = 0;
-      if (rend_ == rcap_) {
-        std::memmove(rbuf_.get(), rbuf_.get() + rstart_, rend_ - rstart_);
-        rend_ -= rstart_;
-        rstart_ = 0;
-      }
+      if (rend_ == rcap_) compact_read_buffer();
       const size_t want = rcap_ - rend_;
       r = rx_->read(rbuf_.get() + rend_, want);
       if (r.kind == IoResult::kDone) {
@@ -126,12 +122,19 @@ void Stream::on_readable() {
 void Stream::on_already_read(std::string_view bytes) {
   while (!bytes.empty() && !disconnected_) {
     if (rstart_ == rend_) rstart_ = rend_ = 0;
+    if (rend_ == rcap_) compact_read_buffer();  // what is left unparsed is under a header
     size_t n = std::min(bytes.size(), rcap_ - rend_);
     std::memcpy(rbuf_.get() + rend_, bytes.data(), n);
     rend_ += n;
     bytes.remove_prefix(n);
     if (!parse_buffered()) return;
   }
+}
+
+void Stream::compact_read_buffer() {
+  std::memmove(rbuf_.get(), rbuf_.get() + rstart_, rend_ - rstart_);
+  rend_ -= rstart_;
+  rstart_ = 0;
 }
 
 void Stream::grow_read_buffer() {
@@ -319,21 +322,23 @@ void Stream::release_spliced_locked() {
 }
 
 void Stream::drop_spliced_locked() {
-  auto unmap = [](std::string& body) {
+  // The pipe keeps its references to the pages; our mapping gets fresh
+  // ones, so freeing and reusing the body cannot change what the reader of
+  // the pipe is still to read. Where the kernel refuses (memory locked by
+  // mlockall), the body is never reused: it is leaked on purpose.
+  auto release = [](std::string& body) {
     size_t begin, end;
     page_range(body, &begin, &end);
-    // The pipe keeps its references to these pages; our mapping gets fresh
-    // ones, so freeing and reusing the body cannot change what the reader
-    // of the pipe is still to read.
-    if (end > begin) madvise(body.data() + begin, end - begin, MADV_DONTNEED);
+    if (end > begin && madvise(body.data() + begin, end - begin, MADV_DONTNEED) != 0) {
+      new std::string(std::move(body));
+      return;
+    }
+    recycle_buffer(std::move(body));
   };
   for (Pending& p : queue_) {
-    if (p.spliced) unmap(p.body);
+    if (p.spliced) release(p.body);
   }
-  for (InPipe& b : in_pipe_) {
-    unmap(b.body);
-    recycle_buffer(std::move(b.body));
-  }
+  for (InPipe& b : in_pipe_) release(b.body);
   in_pipe_.clear();
   has_in_pipe_.store(false, std::memory_order_relaxed);
 }

@@ -14,8 +14,9 @@
 // on_readable()/on_writable() when the poller says so, and asks
 // wants_write() afterwards to decide whether to watch for writability.
 //
-// Large bodies through a pipe: the whole pages inside a body of at least
-// kSpliceMin bytes go into the pipe by reference (Side::splice_pages), so
+// Large bodies through a pipe whose reader is ours (Side::allow_splice):
+// the whole pages inside a body of at least kSpliceMin bytes go into the
+// pipe by reference (Side::splice_pages), so
 // the bytes are copied once, by the reader, instead of twice; a pipe's
 // single lock otherwise serialises the writer's copy with the reader's. The
 // pipe then holds our pages, so such a body is kept, unchanged, until the
@@ -126,6 +127,8 @@ class Stream {
   // Consumes buffered bytes; returns false once disconnected.
   bool parse_buffered();
   void finish_body();
+  // Moves the bytes not yet parsed to the front of the read buffer.
+  void compact_read_buffer();
   // Doubles the read buffer, keeping the bytes not yet parsed.
   void grow_read_buffer();
 

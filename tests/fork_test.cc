@@ -323,6 +323,28 @@ class ForkTest : public ::testing::Test {
 
 // ---- 1. Round trips. ----
 
+// A program started with stdin closed: the new pipes' lowest free
+// descriptor is 0, which the child keeps for its own stdio.
+TEST_F(ForkTest, AParentWithStdinClosedStillForks) {
+  // This thread's latch waker exists first, so that it does not take fd 0.
+  (void)Latch<int>().get(absl::Milliseconds(1));
+  int saved = fcntl(0, F_DUPFD_CLOEXEC, 10);
+  ASSERT_GE(saved, 0);
+  close(0);
+  ForkOptions options;
+  options.name = "no-stdin";
+  options.ready_timeout = absl::Seconds(10);
+  absl::StatusOr<Context> ctx = router_->fork(options);
+  // Back only if nothing took the number meanwhile (a pidfd may have).
+  if (fcntl(0, F_GETFD) == -1) dup2(saved, 0);
+  close(saved);
+  ASSERT_OK(ctx);
+  live_[ctx->id()] = *ctx;
+  auto sum = ctx->call_async(add, 1, 2).get(kDeadline);
+  ASSERT_OK(sum);
+  EXPECT_EQ(*sum, 3);
+}
+
 TEST_F(ForkTest, CallRoundTripRunsInTheChild) {
   auto ctx = Fork("rt");
   ASSERT_OK(ctx);

@@ -42,7 +42,8 @@
 namespace spindle {
 namespace {
 
-// Closes every descriptor from 3 up but `keep_a` and `keep_b`.
+// Closes every descriptor from 3 up but `keep_a` and `keep_b` (both 3 or
+// above).
 void close_inherited_fds(int keep_a, int keep_b) {
   auto close_from_to = [](unsigned lo, unsigned hi) {
     if (lo > hi) return;
@@ -61,6 +62,27 @@ void close_inherited_fds(int keep_a, int keep_b) {
   close_from_to(hi + 1, ~0u);
 }
 
+// pipe2(), with both ends at 3 or above: a process started with stdin
+// (or more) closed gets its lowest free descriptors back, and the child
+// keeps descriptors 0-2 for its stdio (and closes from 3 up).
+bool pipe_above_stdio(int fds[2]) {
+  if (pipe2(fds, O_CLOEXEC) != 0) return false;
+  for (int i = 0; i < 2; ++i) {
+    if (fds[i] >= 3) continue;
+    int moved = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+    int e = errno;
+    close(fds[i]);
+    fds[i] = moved;
+    if (moved < 0) {
+      close(fds[1 - i]);
+      fds[0] = fds[1] = -1;
+      errno = e;
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 absl::StatusOr<Context> Router::fork(ForkOptions options) {
@@ -77,7 +99,7 @@ absl::StatusOr<Context> Router::fork(ForkOptions options) {
   // into the pipe rather than copied (Stream), so bulk loses nothing.
   int down[2] = {-1, -1};  // parent -> child
   int up[2] = {-1, -1};    // child -> parent
-  if (pipe2(down, O_CLOEXEC) != 0 || pipe2(up, O_CLOEXEC) != 0) {
+  if (!pipe_above_stdio(down) || !pipe_above_stdio(up)) {
     int e = errno;
     for (int fd : {down[0], down[1], up[0], up[1]}) {
       if (fd >= 0) close(fd);
@@ -108,6 +130,7 @@ absl::StatusOr<Context> Router::fork(ForkOptions options) {
     setup.router_options = options_;
     setup.rx = std::make_unique<Side>(down[0], "parent");
     setup.tx = std::make_unique<Side>(up[1], "parent");
+    setup.tx->allow_splice();  // the parent reads it with a Stream
     setup.ready_handle = ready.handle();
     run_child_context(std::move(setup));
   }
@@ -130,7 +153,9 @@ absl::StatusOr<Context> Router::fork(ForkOptions options) {
   // soon as it is released, without another wake-up.
   int rx = up[0], tx = down[1];
   broker_->defer([this, cid, name, pid, rx, tx] {
-    connect_child(cid, name, pid, std::make_unique<Side>(rx, name), std::make_unique<Side>(tx, name));
+    auto to_child = std::make_unique<Side>(tx, name);
+    to_child->allow_splice();  // the child reads it with a Stream
+    connect_child(cid, name, pid, std::make_unique<Side>(rx, name), std::move(to_child));
   });
   broker_->uncork();
   absl::StatusOr<Message> hello = ready.get(options.ready_timeout);
