@@ -61,7 +61,8 @@ class Side {
   // Only for a pipe whose reader is a Stream of ours: it copies with
   // read(), so the pipe's unread count says when our pages are free again.
   // A reader that moved them on with splice() or tee() would hold them
-  // after the count fell. No effect but on a pipe on Linux.
+  // after the count fell. No effect but on a pipe on Linux. Call it before
+  // the Side goes to its Stream.
   void allow_splice();
   bool can_splice() const { return splice_allowed_; }
   // Pipes only. Puts the pages of [buf, buf + n) into the pipe by
