@@ -2,10 +2,10 @@
 // and wait on.
 //
 // Why not a condition variable: a sleeping waiter here blocks in poll() on a
-// wake-up descriptor (latch/wake_fd.h) owned by its own thread (created lazily, kept in thread-local
-// storage and lent to one latch only while the thread sleeps), so a wait with
-// a timeout wakes exactly on time, and the number of descriptors grows with
-// threads, not with latches. Before sleeping a waiter spins for a few
+// wake-up descriptor (latch/wake_fd.h) owned by its own thread (created
+// lazily, kept in thread-local storage and lent to one latch only while the
+// thread sleeps), so a wait with a timeout wakes exactly on time, and the
+// number of descriptors grows with threads, not with latches. Before sleeping a waiter spins for a few
 // microseconds: on small virtual machines a sleep/wake pair costs tens of
 // microseconds, more than most request/reply exchanges.
 //

@@ -112,8 +112,9 @@ IoResult Side::splice_pages(const void* buf, size_t n) {
   if (r.kind != IoResult::kDisconnected || (r.error != EINVAL && r.error != ENOSYS && r.error != EPERM)) {
     return r;
   }
+  splice_allowed_ = false;  // a kernel or sandbox without it: copy from now on
 #endif
-  return write(buf, n);  // no vmsplice here, or a sandbox that forbids it
+  return write(buf, n);
 }
 
 ssize_t Side::unread_bytes() const {

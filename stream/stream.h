@@ -16,13 +16,13 @@
 //
 // Large bodies through a pipe whose reader is ours (Side::allow_splice):
 // the whole pages inside a body of at least kSpliceMin bytes go into the
-// pipe by reference (Side::splice_pages), so
-// the bytes are copied once, by the reader, instead of twice; a pipe's
-// single lock otherwise serialises the writer's copy with the reader's. The
-// pipe then holds our pages, so such a body is kept, unchanged, until the
-// reader has read past it (the pipe's unread count says when) and only
-// then recycled; a stream that disconnects first unmaps those pages from
-// the body (the pipe keeps them) before freeing it.
+// pipe by reference (Side::splice_pages), so the bytes are copied once, by
+// the reader, instead of twice; a pipe's single lock otherwise serialises
+// the writer's copy with the reader's. The pipe then holds our pages, so
+// such a body is kept, unchanged, until the reader has read past it (the
+// pipe's unread count says when) and only then recycled; a stream that
+// disconnects first unmaps those pages from the body (the pipe keeps them)
+// before the body is reused.
 //
 // Errors: a wrong magic number, an EOF or an I/O error disconnects the
 // stream; the Protocol hears why exactly once. A frame longer than the
