@@ -34,7 +34,7 @@ void on_sigchld_signal(int) {
   int saved = errno;
   const uint64_t self = static_cast<uint32_t>(getpid());
   for (auto& slot : g_sigchld_fds) {
-    uint64_t v = slot.load(std::memory_order_relaxed);
+    uint64_t v = slot.load(std::memory_order_acquire);
     if (v != 0 && v >> 32 == self) {
       char c = 'c';
       (void)!write(static_cast<int>(v & 0xffffffffu) - 1, &c, 1);
