@@ -88,7 +88,7 @@ absl::StatusOr<std::string> spindle_read_file(std::string path) {
 }
 
 absl::Status spindle_write_file(std::string path, std::string data, uint32_t mode) {
-  absl::StatusOr<TempFile> file = TempFile::create_beside(path);
+  absl::StatusOr<TempFile> file = TempFile::create_beside(path, data.size());
   if (!file.ok()) return file.status();
   absl::Status s = file->write_at(data, 0);
   return s.ok() ? file->commit(mode) : s;

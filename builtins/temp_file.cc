@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -13,7 +14,7 @@
 
 namespace spindle {
 
-absl::StatusOr<TempFile> TempFile::create_beside(std::string path) {
+absl::StatusOr<TempFile> TempFile::create_beside(std::string path, uint64_t expected_size) {
   size_t slash = path.rfind('/');
   std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
   std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
@@ -23,7 +24,15 @@ absl::StatusOr<TempFile> TempFile::create_beside(std::string path) {
     int err = errno;
     return file_error(err, err == ENOENT ? "no such directory for" : "cannot create a file beside", path);
   }
-  return TempFile(fd, std::move(temp), std::move(path));
+  TempFile file(fd, std::move(temp), std::move(path));
+#ifdef __linux__
+  if (expected_size > 0 && fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, static_cast<off_t>(expected_size)) != 0 &&
+      errno != EOPNOTSUPP && errno != ENOSYS) {
+    return file_error(errno, absl::StrCat("reserve ", expected_size, " bytes for"), file.destination_);
+  }
+#endif
+  file.reserved_ = expected_size;
+  return file;
 }
 
 TempFile::TempFile(int fd, std::string temp, std::string destination)
@@ -33,7 +42,8 @@ TempFile::TempFile(TempFile&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)),
       temp_(std::exchange(other.temp_, {})),
       destination_(std::move(other.destination_)),
-      unflushed_(other.unflushed_) {}
+      reserved_(other.reserved_),
+      length_(other.length_) {}
 
 TempFile::~TempFile() {
   if (fd_ >= 0) close(fd_);
@@ -48,20 +58,16 @@ absl::Status TempFile::write_at(std::string_view data, uint64_t offset) {
     if (w <= 0) return file_error(w < 0 ? errno : EIO, "write", destination_);
     done += static_cast<size_t>(w);
   }
-  unflushed_ += data.size();
-  if (unflushed_ >= kWriteBehind) {
-    unflushed_ = 0;
-#ifdef __linux__
-    // Starts writing what is dirty, without waiting; an error here would
-    // show again at close, where it is reported.
-    sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
-#endif
-  }
+  length_ = std::max<uint64_t>(length_, offset + data.size());
   return absl::OkStatus();
 }
 
 absl::Status TempFile::commit(uint32_t mode) {
   if (fchmod(fd_, mode & 07777) != 0) return file_error(errno, "chmod", destination_);
+  // Truncating to the length it has frees the blocks reserved beyond it.
+  if (reserved_ > length_ && ftruncate(fd_, static_cast<off_t>(length_)) != 0) {
+    return file_error(errno, "truncate", destination_);
+  }
   int fd = std::exchange(fd_, -1);
   if (close(fd) != 0) return file_error(errno, "write", destination_);
   if (rename(temp_.c_str(), destination_.c_str()) != 0) return file_error(errno, "rename into", destination_);

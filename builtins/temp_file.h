@@ -7,13 +7,15 @@
 // transfer leaves nothing behind. Errors are those of file_error() in
 // files.h, naming the destination.
 //
-// Write-behind: every kWriteBehind bytes written, the kernel is asked to
-// start writing the file to disk, without waiting for it. Why: renaming
-// over an existing file makes ext4 write out all the new file's dirty data
-// first (auto_da_alloc, so that a crash leaves the old file or the new one),
-// and with a large file that delayed the rename, and the end of a push, by
-// a second here. Written behind, little is left at the rename, and a host
-// receiving a large file holds less dirty memory meanwhile.
+// Reservation: the blocks for the expected size are reserved when the file
+// is made (fallocate, the length left at zero). Why: a disk without room
+// says so before any data moves; and ext4, renaming over an existing file,
+// first writes out the new file's data whose blocks are not yet allocated
+// (auto_da_alloc, so that a crash leaves the old file or the new one). That
+// held each rename for as long as writing the whole file to disk (116 ms
+// for 256 MiB here, 0.2 ms reserved), and a push of 256 MiB to 8 hosts
+// spent its last 0.4 s with the cores idle. With the blocks reserved the
+// kernel writes the data back in its own time.
 //
 // Thread: one at a time; a TempFile may move between threads.
 #ifndef SPINDLE_BUILTINS_TEMP_FILE_H_
@@ -30,9 +32,12 @@ namespace spindle {
 
 class TempFile {
  public:
-  // Creates ".NAME.spindle-XXXXXX" (mode 0600) in the directory of `path`.
-  // NOT_FOUND when that directory does not exist.
-  static absl::StatusOr<TempFile> create_beside(std::string path);
+  // Creates ".NAME.spindle-XXXXXX" (mode 0600) in the directory of `path`,
+  // with blocks reserved for `expected_size` bytes (it may end up longer or
+  // shorter). NOT_FOUND when that directory does not exist;
+  // RESOURCE_EXHAUSTED when the file system has no room for the size. A
+  // file system that cannot reserve is no error.
+  static absl::StatusOr<TempFile> create_beside(std::string path, uint64_t expected_size);
 
   TempFile(TempFile&& other) noexcept;
   TempFile& operator=(TempFile&&) = delete;
@@ -44,7 +49,8 @@ class TempFile {
   // an EIO error.
   absl::Status write_at(std::string_view data, uint64_t offset);
   // Sets the permission bits, closes (reporting a delayed write error) and
-  // renames over the destination. After a failure the temporary file goes
+  // renames over the destination; blocks reserved past the written length
+  // are released. After a failure the temporary file goes
   // with the object, as if never committed.
   absl::Status commit(uint32_t mode);
 
@@ -53,12 +59,11 @@ class TempFile {
  private:
   TempFile(int fd, std::string temp, std::string destination);
 
-  static constexpr uint64_t kWriteBehind = uint64_t{8} << 20;
-
   int fd_;
   std::string temp_;  // empty once renamed into place
   std::string destination_;
-  uint64_t unflushed_ = 0;  // bytes written since writing behind last started
+  uint64_t reserved_ = 0;  // bytes of blocks reserved at creation
+  uint64_t length_ = 0;    // end of the furthest write
 };
 
 }  // namespace spindle

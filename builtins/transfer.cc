@@ -84,7 +84,7 @@ absl::Status open_push(const PushStep& step) {
   if (stat(step.path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
     destination = absl::StrCat(step.path, step.path.back() == '/' ? "" : "/", step.name);
   }
-  absl::StatusOr<TempFile> file = TempFile::create_beside(std::move(destination));
+  absl::StatusOr<TempFile> file = TempFile::create_beside(std::move(destination), step.size);
   if (!file.ok()) return file.status();
   auto in = std::make_unique<Incoming>(std::move(*file));
   in->mode = step.mode & 07777;

@@ -49,7 +49,7 @@ struct PushStep {
   // into the call's message, which outlives the call; unpacking into a
   // string copied every chunk once more.
   std::string_view data;
-  uint64_t size = 0;     // kClose: of the whole file
+  uint64_t size = 0;     // kOpen: expected (blocks reserved for it); kClose: of the whole file
   std::string checksum;  // kClose: Checksum of the whole file (checksum.h)
   MSGPACK_DEFINE(kind, transfer, path, name, mode, offset, data, size, checksum);
 };

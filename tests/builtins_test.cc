@@ -116,14 +116,18 @@ class Builtins : public ::testing::Test {
     return r.value_or(CommandResult{});
   }
   // Sends a whole push of `data` through a PushFanout.
+  // `announce_size`: the open step says how large the file will be (as
+  // spindle push does), so the receiver reserves its blocks.
   std::map<uint32_t, absl::Status> push(const std::vector<std::vector<Context>>& paths, const std::string& data,
-                                        const std::string& dest, const std::string& claimed_checksum = "") {
+                                        const std::string& dest, const std::string& claimed_checksum = "",
+                                        bool announce_size = true) {
     PushFanout fanout(paths, 3, kDeadline);
     PushStep step;
     step.transfer = absl::StrCat("t", ++transfers_);
     step.path = dest;
     step.name = "payload";
     step.mode = 0751;
+    step.size = announce_size ? data.size() : 0;
     fanout.send(step);
     step.kind = StepKind::kData;
     for (size_t off = 0; off < data.size(); off += 256 << 10) {
@@ -298,7 +302,7 @@ TEST_F(Builtins, TempFileReplacesTheDestinationOnlyOnCommit) {
   std::string path = dir_ + "/target";
   { std::ofstream(path) << "old"; }
   {
-    absl::StatusOr<TempFile> dropped = TempFile::create_beside(path);
+    absl::StatusOr<TempFile> dropped = TempFile::create_beside(path, 16);
     ASSERT_TRUE(dropped.ok()) << dropped.status();
     ASSERT_TRUE(dropped->write_at("never seen", 0).ok());
     EXPECT_EQ(list_dir(dir_).size(), 2u) << "the temporary file sits beside the destination";
@@ -306,7 +310,7 @@ TEST_F(Builtins, TempFileReplacesTheDestinationOnlyOnCommit) {
   EXPECT_EQ(file_contents(path), "old");
   EXPECT_EQ(list_dir(dir_), std::vector<std::string>{"target"}) << "a dropped TempFile left its file";
 
-  absl::StatusOr<TempFile> file = TempFile::create_beside(path);
+  absl::StatusOr<TempFile> file = TempFile::create_beside(path, 16);
   ASSERT_TRUE(file.ok()) << file.status();
   ASSERT_TRUE(file->write_at("world", 6).ok());  // out of order, as chunks may land
   ASSERT_TRUE(file->write_at("hello ", 0).ok());
@@ -318,9 +322,33 @@ TEST_F(Builtins, TempFileReplacesTheDestinationOnlyOnCommit) {
   EXPECT_EQ(st.st_mode & 07777, 0604u);
   EXPECT_EQ(list_dir(dir_), std::vector<std::string>{"target"});
 
-  absl::StatusOr<TempFile> nowhere = TempFile::create_beside(dir_ + "/missing/target");
+  absl::StatusOr<TempFile> nowhere = TempFile::create_beside(dir_ + "/missing/target", 0);
   EXPECT_EQ(nowhere.status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(absl::StrContains(nowhere.status().message(), dir_ + "/missing/target")) << nowhere.status();
+}
+
+TEST_F(Builtins, TempFileReservesTheExpectedSizeWithoutClaimingIt) {
+  std::string probe = dir_ + "/probe";
+  int fd = open(probe.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  bool can_reserve = fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 4096) == 0;
+  close(fd);
+  unlink(probe.c_str());
+  if (!can_reserve) GTEST_SKIP() << "this file system cannot reserve blocks";
+  std::string path = dir_ + "/target";
+  absl::StatusOr<TempFile> file = TempFile::create_beside(path, 8 << 20);
+  ASSERT_TRUE(file.ok()) << file.status();
+  std::vector<std::string> names = list_dir(dir_);
+  ASSERT_EQ(names.size(), 1u);
+  struct stat st;
+  ASSERT_EQ(stat((dir_ + "/" + names[0]).c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 0) << "the reservation shows as length";
+  EXPECT_GE(static_cast<int64_t>(st.st_blocks) * 512, int64_t{8} << 20) << "no blocks reserved";
+  ASSERT_TRUE(file->write_at("short", 0).ok());
+  ASSERT_TRUE(file->commit(0644).ok());
+  EXPECT_EQ(file_contents(path), "short");
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_LT(static_cast<int64_t>(st.st_blocks) * 512, int64_t{1} << 20) << "a shorter file kept the blocks reserved for more";
 }
 
 TEST_F(Builtins, PushWritesTheFileKeepsTheModeAndLeavesNoTemporary) {
@@ -360,11 +388,17 @@ TEST_F(Builtins, PushToAFullDiskSaysSoAndCleansUp) {
   std::string full = dir_ + "/full";
   mkdir(full.c_str(), 0700);
   if (mount("tmpfs", full.c_str(), "tmpfs", 0, "size=1m") != 0) GTEST_SKIP() << "cannot mount a tmpfs (not root?)";
-  auto failures = push({{worker_}}, random_bytes(4 << 20, 3), full);
-  ASSERT_EQ(failures.size(), 1u);
-  EXPECT_EQ(failures.begin()->second.code(), absl::StatusCode::kResourceExhausted) << failures.begin()->second;
-  EXPECT_TRUE(absl::StrContains(failures.begin()->second.message(), "No space left")) << failures.begin()->second;
-  EXPECT_TRUE(list_dir(full).empty());
+  for (bool announced : {true, false}) {
+    auto failures = push({{worker_}}, random_bytes(4 << 20, 3), full, "", announced);
+    ASSERT_EQ(failures.size(), 1u);
+    const absl::Status& s = failures.begin()->second;
+    EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+    EXPECT_TRUE(absl::StrContains(s.message(), "No space left")) << s;
+    EXPECT_TRUE(absl::StrContains(s.message(), full + "/payload")) << s;
+    // Announced, the size is refused at the open, before any data moves.
+    EXPECT_EQ(absl::StrContains(s.message(), "reserve 4194304 bytes for"), announced) << s;
+    EXPECT_TRUE(list_dir(full).empty());
+  }
 }
 
 TEST_F(Builtins, PushToAMissingDirectoryNamesIt) {

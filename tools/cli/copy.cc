@@ -113,6 +113,7 @@ int push_file(Router* router, const CliOptions& o, Console& console, Interrupt& 
   step.path = o.destination;
   step.name = base_name(o.source);
   step.mode = static_cast<uint32_t>(st.st_mode & 07777);
+  step.size = static_cast<uint64_t>(st.st_size);
   fanout.send(step);
   step.kind = StepKind::kData;
   Checksum digest;
@@ -184,7 +185,7 @@ absl::Status pull_one(const Context& ctx, const std::string& remote, const std::
   step.path = remote;
   absl::StatusOr<PullReply> opened = ctx.call(spindle_pull_step, step);
   if (!opened.ok()) return opened.status();
-  absl::StatusOr<TempFile> file = TempFile::create_beside(local);
+  absl::StatusOr<TempFile> file = TempFile::create_beside(local, opened->size);
   if (!file.ok()) {
     abort_pull(ctx, step.transfer);
     return file.status();
