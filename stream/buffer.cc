@@ -1,19 +1,41 @@
 #include "stream/buffer.h"
 
 #include <mutex>
+#include <vector>
 
 namespace spindle {
 namespace {
 
-std::mutex g_spare_mu;
-std::string* g_spare = nullptr;  // leaked on purpose: usable during exit
+struct Spares {
+  std::mutex mu;
+  std::vector<std::string> kept;  // each under kSpareBudget
+  size_t kept_bytes = 0;          // their capacities, at most kSpareBudget
+  std::string largest;            // kSpareBudget or more, or empty
+};
 
-// The spare buffer, if it can hold `n` bytes; else an empty string.
+Spares& spares() {
+  static auto* s = new Spares();  // leaked on purpose: usable during exit
+  return *s;
+}
+
+// The smallest spare that can hold `n` bytes; else an empty string.
 std::string take_spare(size_t n) {
   std::string out;
-  if (n >= kLargeBuffer) {
-    std::lock_guard<std::mutex> lock(g_spare_mu);
-    if (g_spare && g_spare->capacity() >= n) out.swap(*g_spare);
+  if (n < kLargeBuffer) return out;
+  Spares& s = spares();
+  std::lock_guard<std::mutex> lock(s.mu);
+  size_t best = s.kept.size();
+  for (size_t i = 0; i < s.kept.size(); ++i) {
+    size_t cap = s.kept[i].capacity();
+    if (cap >= n && (best == s.kept.size() || cap < s.kept[best].capacity())) best = i;
+  }
+  if (best < s.kept.size()) {
+    out.swap(s.kept[best]);
+    s.kept_bytes -= out.capacity();
+    s.kept[best].swap(s.kept.back());
+    s.kept.pop_back();
+  } else if (s.largest.capacity() >= n) {
+    out.swap(s.largest);
   }
   return out;
 }
@@ -34,10 +56,29 @@ std::string take_filled_buffer(size_t n) {
 }
 
 void recycle_buffer(std::string&& s) {
-  if (s.capacity() < kLargeBuffer) return;
-  std::lock_guard<std::mutex> lock(g_spare_mu);
-  if (!g_spare) g_spare = new std::string();
-  if (s.capacity() > g_spare->capacity()) g_spare->swap(s);
+  size_t cap = s.capacity();
+  if (cap < kLargeBuffer) return;
+  Spares& p = spares();
+  std::lock_guard<std::mutex> lock(p.mu);
+  if (cap >= kSpareBudget) {
+    if (cap > p.largest.capacity()) p.largest.swap(s);
+    return;
+  }
+  if (p.kept_bytes + cap > kSpareBudget) return;
+  p.kept_bytes += cap;
+  p.kept.push_back(std::move(s));
+}
+
+void release_spare_buffers() {
+  std::vector<std::string> kept;
+  std::string largest;
+  {
+    Spares& s = spares();
+    std::lock_guard<std::mutex> lock(s.mu);
+    kept.swap(s.kept);
+    largest.swap(s.largest);
+    s.kept_bytes = 0;
+  }
 }
 
 }  // namespace spindle

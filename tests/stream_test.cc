@@ -24,6 +24,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <set>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -943,6 +944,61 @@ TEST(SideTest, SocketsCannotSplice) {
   close(s[1]);
 }
 
+// Recycles a buffer of `capacity` bytes and returns where its bytes live,
+// or nullptr when the spares did not keep it.
+const char* recycle_new(size_t capacity) {
+  std::string s;
+  s.reserve(capacity);
+  const char* at = s.data();
+  recycle_buffer(std::move(s));
+  return s.data() == at ? nullptr : at;
+}
+
+TEST(SpareBuffers, EachRequestGetsTheSmallestSpareThatFits) {
+  release_spare_buffers();
+  const char* small = recycle_new(300 << 10);
+  const char* middle = recycle_new(600 << 10);
+  const char* large = recycle_new(1 << 20);
+  std::string a = take_buffer(500 << 10);
+  EXPECT_EQ(a.data(), middle);
+  std::string b = take_filled_buffer(200 << 10);  // under kLargeBuffer: never a spare
+  EXPECT_NE(b.data(), small);
+  EXPECT_NE(b.data(), large);
+  std::string c = take_buffer(300 << 10);
+  EXPECT_EQ(c.data(), small);
+  std::string d = take_filled_buffer(700 << 10);
+  EXPECT_EQ(d.data(), large);
+  EXPECT_EQ(d.size(), size_t{700} << 10);
+  std::string e = take_buffer(300 << 10);
+  EXPECT_NE(e.data(), small) << "a spare was handed out twice";
+}
+
+TEST(SpareBuffers, KeepUpToTheBudgetAndTheLargestBeyondIt) {
+  release_spare_buffers();
+  const size_t n = kSpareBudget / (1 << 20);
+  std::set<const char*> kept;
+  for (size_t i = 0; i <= n; ++i) {
+    if (const char* at = recycle_new(1 << 20)) kept.insert(at);
+  }
+  EXPECT_EQ(kept.size(), n) << "the spares should hold kSpareBudget bytes, no more";
+  std::vector<std::string> taken;
+  size_t reused = 0;
+  for (size_t i = 0; i < n; ++i) {
+    taken.push_back(take_buffer(1 << 20));
+    reused += kept.count(taken.back().data());
+  }
+  EXPECT_EQ(reused, n);
+
+  const char* huge = recycle_new(kSpareBudget + (4 << 20));
+  EXPECT_NE(huge, nullptr);
+  EXPECT_EQ(recycle_new(kSpareBudget + (1 << 20)), nullptr) << "a smaller one replaced the largest";
+  std::string big = take_buffer(kSpareBudget + (2 << 20));
+  EXPECT_EQ(big.data(), huge);
+  std::string next = take_buffer(kSpareBudget + (1 << 20));
+  EXPECT_NE(next.data(), huge);
+  release_spare_buffers();
+}
+
 // A stream writing into a pipe whose reader (the test) lags behind.
 class SplicedPipeTest : public testing::Test {
  protected:
@@ -957,8 +1013,8 @@ class SplicedPipeTest : public testing::Test {
     tx->allow_splice();
     stream_ = std::make_unique<Stream>(std::make_unique<Side>(in[0], "in"), std::move(tx), "spliced", &rec_,
                                        size_t{128} << 20);
-    // The spare buffer pool starts empty, so that what lands in it is ours.
-    (void)take_buffer(kLargeBuffer);
+    // The spare buffers start empty, so that what lands there is ours.
+    release_spare_buffers();
   }
   void TearDown() override {
     stream_.reset();
