@@ -65,6 +65,10 @@ void Broker::join() {
 }
 
 void Broker::cork() {
+  {
+    std::lock_guard<std::mutex> lock(helpers_mu_);
+    for (Helper& h : helpers_) h.broker->cork();
+  }
   // Counted: the broker stays parked until every cork() has its uncork(),
   // whether corks overlap (two threads forking) or follow each other before
   // the broker thread has left the previous park.
@@ -89,13 +93,57 @@ void Broker::cork() {
 }
 
 void Broker::uncork() {
-  std::lock_guard<std::mutex> lock(cork_mu_);
-  if (corks_ > 0) --corks_;
-  if (corks_ == 0 && wait_state_.load() == kClaimed) {
-    parked_ = false;
-    wait_state_.store(kWaiting);
+  {
+    std::lock_guard<std::mutex> lock(cork_mu_);
+    if (corks_ > 0) --corks_;
+    if (corks_ == 0 && wait_state_.load() == kClaimed) {
+      parked_ = false;
+      wait_state_.store(kWaiting);
+    }
+    cork_cv_.notify_all();
   }
-  cork_cv_.notify_all();
+  std::lock_guard<std::mutex> lock(helpers_mu_);
+  for (Helper& h : helpers_) h.broker->uncork();
+}
+
+Broker::Share::Share(Broker* broker, std::shared_ptr<std::atomic<int>> load)
+    : broker_(broker), load_(std::move(load)) {
+  load_->fetch_add(1, std::memory_order_relaxed);
+}
+
+Broker::Share Broker::share() {
+  std::lock_guard<std::mutex> lock(helpers_mu_);
+  if (helpers_stopped_ || !running_) return Share(this, own_load_);
+  Broker* least = this;
+  std::shared_ptr<std::atomic<int>>* least_load = &own_load_;
+  for (Helper& h : helpers_) {
+    if (h.load->load(std::memory_order_relaxed) < least_load->get()->load(std::memory_order_relaxed)) {
+      least = h.broker.get();
+      least_load = &h.load;
+    }
+  }
+  unsigned cores = std::thread::hardware_concurrency();
+  if (least_load->get()->load(std::memory_order_relaxed) > 0 && helpers_.size() + 1 < cores) {
+    Options o = options_;
+    o.shutdown_grace = absl::ZeroDuration();
+    Helper h{std::make_unique<Broker>(o), std::make_shared<std::atomic<int>>(0)};
+    h.broker->start();
+    helpers_.push_back(std::move(h));
+    least = helpers_.back().broker.get();
+    least_load = &helpers_.back().load;
+  }
+  return Share(least, *least_load);
+}
+
+void Broker::stop_helpers() {
+  std::vector<Helper> helpers;
+  {
+    std::lock_guard<std::mutex> lock(helpers_mu_);
+    helpers_stopped_ = true;
+    helpers.swap(helpers_);
+  }
+  for (Helper& h : helpers) h.broker->shutdown();
+  helpers.clear();  // each joins its thread and drops what it watched
 }
 
 void Broker::end_wait() {
@@ -270,6 +318,7 @@ void Broker::loop() {
     std::lock_guard<std::mutex> lock(defer_mu_);
     deferred_.clear();
   }
+  stop_helpers();
   for (auto& hook : stop_hooks_) hook();
 }
 

@@ -21,6 +21,14 @@
 // poller already is at such a point: cork() claims it there with one atomic
 // exchange, and the broker, should an event wake it meanwhile, waits for the
 // uncork before it touches anything. Only a busy broker costs a hand-off.
+//
+// Helpers: share() spreads descriptors whose handling is CPU-bound over
+// this broker and helper brokers, one per core beyond the first. Why: an
+// SSH session encrypts and signs every byte on the thread that pumps it,
+// and one thread pumping the 8 sessions of a push was the one busy stage
+// while the other core idled a sixth of the time. Helpers start on first
+// need, are corked with this broker, and stop, with all they watch, when
+// this broker's loop ends, before its stop hooks run.
 #ifndef SPINDLE_BROKER_BROKER_H_
 #define SPINDLE_BROKER_BROKER_H_
 
@@ -114,6 +122,30 @@ class Broker {
   // Debug builds: aborts unless called on the broker thread.
   void assert_broker_thread() const;
 
+  // A claim on a broker for one CPU-bound descriptor, counted while it
+  // lives; the descriptor is watched (and its callbacks run) on broker().
+  class Share {
+   public:
+    Share(Share&& other) noexcept : broker_(other.broker_), load_(std::move(other.load_)) {}
+    Share& operator=(Share&&) = delete;
+    Share(const Share&) = delete;
+    Share& operator=(const Share&) = delete;
+    ~Share() {
+      if (load_) load_->fetch_sub(1, std::memory_order_relaxed);
+    }
+    Broker* broker() const { return broker_; }
+
+   private:
+    friend class Broker;
+    Share(Broker* broker, std::shared_ptr<std::atomic<int>> load);
+    Broker* broker_;
+    std::shared_ptr<std::atomic<int>> load_;
+  };
+  // Any thread. This broker or a helper, whichever holds the fewest live
+  // shares, this one on a tie; a new helper when each holds one and a core
+  // has none. This broker alone once its loop has ended (or before it runs).
+  Share share();
+
  private:
   void loop();
   // Runs `task` now when this is the broker thread or none runs yet, else
@@ -125,6 +157,9 @@ class Broker {
   void wait_for_events(int timeout_ms);
   void begin_shutdown();
   bool keep_alive() const;
+
+  // Stops the helpers (see share()). Broker thread, once the loop ended.
+  void stop_helpers();
 
   Options options_;
   std::unique_ptr<Poller> poller_;
@@ -152,6 +187,16 @@ class Broker {
   // kWaiting while the loop sleeps in the poller (holding no lock); a
   // cork() makes it kClaimed, the last uncork() kWaiting again.
   std::atomic<int> wait_state_{kBusy};
+
+  // Helpers.
+  struct Helper {
+    std::unique_ptr<Broker> broker;
+    std::shared_ptr<std::atomic<int>> load;  // live shares
+  };
+  std::mutex helpers_mu_;
+  std::shared_ptr<std::atomic<int>> own_load_ = std::make_shared<std::atomic<int>>(0);
+  std::vector<Helper> helpers_;  // guarded by helpers_mu_
+  bool helpers_stopped_ = false;  // guarded by helpers_mu_
 
   // Broker-thread state.
   std::unordered_map<int, std::shared_ptr<IoHandler>> handlers_;

@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -534,6 +535,57 @@ TEST(BrokerTest, CorkBeforeStartDoesNotBlock) {
   ASSERT_TRUE(ok);
   broker->start();
   ASSERT_TRUE(run_on(*broker, [] {}));
+}
+
+// Helpers exist only where a second core does.
+bool can_have_helpers() { return std::thread::hardware_concurrency() >= 2; }
+
+TEST(BrokerShareTest, SharesSpreadOverHelpersThatStopWithTheBroker) {
+  if (!can_have_helpers()) GTEST_SKIP() << "one core: share() never starts a helper";
+  Broker broker;
+  broker.start();
+  std::optional<Broker::Share> first(broker.share());
+  EXPECT_EQ(first->broker(), &broker) << "the first share should go to the broker itself";
+  Broker::Share second = broker.share();
+  Broker* helper = second.broker();
+  ASSERT_NE(helper, &broker) << "with the broker busy, a share should go to a helper";
+  Latch<bool> own_thread;
+  helper->defer([&] { own_thread.put(helper->in_broker_thread() && !broker.in_broker_thread()); });
+  EXPECT_TRUE(own_thread.get(kDeadline).value_or(false)) << "the helper did not run the task on its own thread";
+
+  first.reset();
+  Broker::Share third = broker.share();
+  EXPECT_EQ(third.broker(), &broker) << "a released share should leave room on the broker itself";
+
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  auto watched = std::make_shared<int>(0);
+  std::weak_ptr<int> still_watched = watched;
+  ASSERT_TRUE(run_on(*helper, [&, watched] { helper->watch(p[0], true, false, [watched](const PollEvent&) {}); }));
+  watched.reset();
+  EXPECT_FALSE(still_watched.expired());
+  broker.shutdown();
+  broker.join();
+  EXPECT_TRUE(still_watched.expired()) << "a helper outlived the broker's loop, still watching";
+  EXPECT_EQ(broker.share().broker(), &broker) << "after its loop, a broker shares only itself";
+  close(p[0]);
+  close(p[1]);
+}
+
+TEST(BrokerShareTest, CorkingTheBrokerCorksItsHelpers) {
+  if (!can_have_helpers()) GTEST_SKIP() << "one core: share() never starts a helper";
+  Broker broker;
+  broker.start();
+  Broker::Share mine = broker.share();
+  Broker::Share helped = broker.share();
+  ASSERT_NE(helped.broker(), &broker);
+  broker.cork();
+  Latch<int> ran;
+  helped.broker()->defer([&] { ran.put(1); });
+  EXPECT_EQ(ran.get(absl::Milliseconds(100)).status().code(), absl::StatusCode::kDeadlineExceeded)
+      << "a helper ran a task while its broker was corked";
+  broker.uncork();
+  EXPECT_TRUE(ran.get(kDeadline).ok()) << "uncork() did not release the helper";
 }
 
 }  // namespace

@@ -28,6 +28,10 @@
 // once, sshd woke the agent, and the three took turns on one core every
 // 40 µs: a push to 8 hosts left the machine a seventh idle.
 //
+// Threads: a link runs on the broker that Broker::share() gives it, the
+// router's or a helper, so that the sessions of a fan-out encrypt on every
+// core; it talks to the router only through the socketpair.
+//
 // Lifetime: the broker's handlers for the two descriptors own the link; it
 // goes when it stops watching them, or with the broker.
 #include <arpa/inet.h>
@@ -163,8 +167,8 @@ int known_host_key_bits(int type) {
 
 class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
  public:
-  Libssh2Link(Router* router, Settings s, std::vector<sockaddr_storage> addrs, int local, int diag)
-      : router_(router), s_(std::move(s)), addrs_(std::move(addrs)), local_(local), diag_(diag) {}
+  Libssh2Link(Broker::Share home, Settings s, std::vector<sockaddr_storage> addrs, int local, int diag)
+      : home_(std::move(home)), s_(std::move(s)), addrs_(std::move(addrs)), local_(local), diag_(diag) {}
   // Frees what close_all() did not (the broker stopped first).
   ~Libssh2Link() { release(); }
   Libssh2Link(const Libssh2Link&) = delete;
@@ -187,7 +191,7 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
   enum class Phase { kConnect, kHandshake, kAuthList, kAuth, kOpen, kExec, kRunning, kClosed };
   using Attempt = std::function<int()>;
 
-  Broker* broker() const { return router_->broker(); }
+  Broker* broker() const { return home_.broker(); }
   std::string where() const { return absl::StrCat(s_.host, ":", s_.port); }
 
   void connect_next() {
@@ -667,7 +671,7 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
     }
   }
 
-  Router* router_;
+  Broker::Share home_;
   Settings s_;
   std::vector<sockaddr_storage> addrs_;
   size_t next_addr_ = 0;
@@ -762,9 +766,11 @@ absl::StatusOr<Connection> libssh2_connect(Router* router, const SshOptions& o, 
     close(sv[1]);
     return absl::UnavailableError(absl::StrCat(target, ": pipe: ", strerror(errno)));
   }
-  auto link = std::make_shared<Libssh2Link>(router, *std::move(s), std::move(addrs), sv[1], diag[1]);
+  Broker::Share home = router->broker()->share();
+  Broker* broker = home.broker();
+  auto link = std::make_shared<Libssh2Link>(std::move(home), *std::move(s), std::move(addrs), sv[1], diag[1]);
   auto started = std::make_shared<Latch<absl::Status>>();
-  router->broker()->defer([link, started] { link->start(started); });
+  broker->defer([link, started] { link->start(started); });
   absl::StatusOr<absl::Status> outcome = started->get(std::max(deadline - absl::Now(), absl::ZeroDuration()));
   absl::Status status = outcome.ok() ? *outcome : ssh_error(SshError::kTimeout, target, "no answer in time");
   if (!status.ok()) {
