@@ -1,6 +1,7 @@
 #include "broker/broker.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -65,10 +66,22 @@ void Broker::join() {
 }
 
 void Broker::cork() {
+  cork_self();
+  // Helpers after the broker: parked, it cannot end its loop and stop them
+  // meanwhile. share() starts none while a cork is held.
+  std::lock_guard<std::mutex> lock(helpers_mu_);
+  for (Helper& h : helpers_) h.broker->cork();
+}
+
+void Broker::uncork() {
   {
     std::lock_guard<std::mutex> lock(helpers_mu_);
-    for (Helper& h : helpers_) h.broker->cork();
+    for (Helper& h : helpers_) h.broker->uncork();
   }
+  uncork_self();
+}
+
+void Broker::cork_self() {
   // Counted: the broker stays parked until every cork() has its uncork(),
   // whether corks overlap (two threads forking) or follow each other before
   // the broker thread has left the previous park.
@@ -92,24 +105,33 @@ void Broker::cork() {
   cork_cv_.wait(lock, [this] { return parked_ || !running_; });
 }
 
-void Broker::uncork() {
-  {
-    std::lock_guard<std::mutex> lock(cork_mu_);
-    if (corks_ > 0) --corks_;
-    if (corks_ == 0 && wait_state_.load() == kClaimed) {
-      parked_ = false;
-      wait_state_.store(kWaiting);
-    }
-    cork_cv_.notify_all();
+void Broker::uncork_self() {
+  std::lock_guard<std::mutex> lock(cork_mu_);
+  if (corks_ > 0) --corks_;
+  if (corks_ == 0 && wait_state_.load() == kClaimed) {
+    parked_ = false;
+    wait_state_.store(kWaiting);
   }
-  std::lock_guard<std::mutex> lock(helpers_mu_);
-  for (Helper& h : helpers_) h.broker->uncork();
+  cork_cv_.notify_all();
 }
 
 Broker::Share::Share(Broker* broker, std::shared_ptr<std::atomic<int>> load)
     : broker_(broker), load_(std::move(load)) {
   load_->fetch_add(1, std::memory_order_relaxed);
 }
+
+namespace {
+
+// Cores this process may run on.
+unsigned usable_cores() {
+#ifdef __linux__
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return static_cast<unsigned>(CPU_COUNT(&set));
+#endif
+  return std::thread::hardware_concurrency();
+}
+
+}  // namespace
 
 Broker::Share Broker::share() {
   std::lock_guard<std::mutex> lock(helpers_mu_);
@@ -122,8 +144,12 @@ Broker::Share Broker::share() {
       least_load = &h.load;
     }
   }
-  unsigned cores = std::thread::hardware_concurrency();
-  if (least_load->get()->load(std::memory_order_relaxed) > 0 && helpers_.size() + 1 < cores) {
+  bool corked;
+  {
+    std::lock_guard<std::mutex> cork_lock(cork_mu_);
+    corked = corks_ > 0;
+  }
+  if (!corked && least_load->get()->load(std::memory_order_relaxed) > 0 && helpers_.size() + 1 < usable_cores()) {
     Options o = options_;
     o.shutdown_grace = absl::ZeroDuration();
     Helper h{std::make_unique<Broker>(o), std::make_shared<std::atomic<int>>(0)};
@@ -136,14 +162,14 @@ Broker::Share Broker::share() {
 }
 
 void Broker::stop_helpers() {
-  std::vector<Helper> helpers;
+  std::vector<Broker*> helpers;
   {
     std::lock_guard<std::mutex> lock(helpers_mu_);
     helpers_stopped_ = true;
-    helpers.swap(helpers_);
+    for (Helper& h : helpers_) helpers.push_back(h.broker.get());
   }
-  for (Helper& h : helpers) h.broker->shutdown();
-  helpers.clear();  // each joins its thread and drops what it watched
+  for (Broker* h : helpers) h->shutdown();
+  for (Broker* h : helpers) h->join();
 }
 
 void Broker::end_wait() {

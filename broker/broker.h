@@ -23,12 +23,13 @@
 // uncork before it touches anything. Only a busy broker costs a hand-off.
 //
 // Helpers: share() spreads descriptors whose handling is CPU-bound over
-// this broker and helper brokers, one per core beyond the first. Why: an
-// SSH session encrypts and signs every byte on the thread that pumps it,
-// and one thread pumping the 8 sessions of a push was the one busy stage
-// while the other core idled a sixth of the time. Helpers start on first
-// need, are corked with this broker, and stop, with all they watch, when
-// this broker's loop ends, before its stop hooks run.
+// this broker and helper brokers, one per usable core beyond the first.
+// Why: an SSH session encrypts and signs every byte on the thread that
+// pumps it, and one thread pumping the 8 sessions of a push was the one
+// busy stage while the other core idled a sixth of the time. Helpers start
+// on first need (never while corked), are corked with this broker, and
+// stop when its loop ends, before its stop hooks run; what they watch goes
+// when this broker is destroyed, as with what it watches itself.
 #ifndef SPINDLE_BROKER_BROKER_H_
 #define SPINDLE_BROKER_BROKER_H_
 
@@ -123,7 +124,8 @@ class Broker {
   void assert_broker_thread() const;
 
   // A claim on a broker for one CPU-bound descriptor, counted while it
-  // lives; the descriptor is watched (and its callbacks run) on broker().
+  // lives; the descriptor is watched (and its callbacks run) on broker(),
+  // which is valid while the broker that gave the Share lives.
   class Share {
    public:
     Share(Share&& other) noexcept : broker_(other.broker_), load_(std::move(other.load_)) {}
@@ -158,8 +160,11 @@ class Broker {
   void begin_shutdown();
   bool keep_alive() const;
 
-  // Stops the helpers (see share()). Broker thread, once the loop ended.
+  // Stops the helpers' threads (see share()). Broker thread, once the loop
+  // ended.
   void stop_helpers();
+  void cork_self();
+  void uncork_self();
 
   Options options_;
   std::unique_ptr<Poller> poller_;

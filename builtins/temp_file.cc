@@ -7,12 +7,32 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "builtins/files.h"
 
 namespace spindle {
+namespace {
+
+// Reserves blocks for `size` bytes of `fd`, its length unchanged. Returns
+// the errno of a file system without room for them, else 0: the size is a
+// hint, and a file system that cannot reserve (or an interrupted call)
+// only loses the reservation.
+int reserve(int fd, uint64_t size) {
+  if (size == 0) return 0;
+  if (size > static_cast<uint64_t>(std::numeric_limits<off_t>::max())) return EFBIG;
+#ifdef __linux__
+  if (fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, static_cast<off_t>(size)) != 0) {
+    int err = errno;
+    if (err == ENOSPC || err == EDQUOT || err == EFBIG) return err;
+  }
+#endif
+  return 0;
+}
+
+}  // namespace
 
 absl::StatusOr<TempFile> TempFile::create_beside(std::string path, uint64_t expected_size) {
   size_t slash = path.rfind('/');
@@ -25,12 +45,9 @@ absl::StatusOr<TempFile> TempFile::create_beside(std::string path, uint64_t expe
     return file_error(err, err == ENOENT ? "no such directory for" : "cannot create a file beside", path);
   }
   TempFile file(fd, std::move(temp), std::move(path));
-#ifdef __linux__
-  if (expected_size > 0 && fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, static_cast<off_t>(expected_size)) != 0 &&
-      errno != EOPNOTSUPP && errno != ENOSYS) {
-    return file_error(errno, absl::StrCat("reserve ", expected_size, " bytes for"), file.destination_);
+  if (int err = reserve(fd, expected_size); err != 0) {
+    return file_error(err, absl::StrCat("reserve ", expected_size, " bytes for"), file.destination_);
   }
-#endif
   file.reserved_ = expected_size;
   return file;
 }

@@ -11,11 +11,16 @@
 // is made (fallocate, the length left at zero). Why: a disk without room
 // says so before any data moves; and ext4, renaming over an existing file,
 // first writes out the new file's data whose blocks are not yet allocated
-// (auto_da_alloc, so that a crash leaves the old file or the new one). That
-// held each rename for as long as writing the whole file to disk (116 ms
-// for 256 MiB here, 0.2 ms reserved), and a push of 256 MiB to 8 hosts
-// spent its last 0.4 s with the cores idle. With the blocks reserved the
-// kernel writes the data back in its own time.
+// (auto_da_alloc). That held each rename for as long as writing the whole
+// file to disk (116 ms for 256 MiB here, 0.2 ms reserved), and a push of
+// 256 MiB to 8 hosts spent its last 0.4 s with the cores idle. With the
+// blocks reserved the kernel writes the data back in its own time.
+//
+// What that gives up: auto_da_alloc made it likely that a crash of the
+// host soon after the rename left the old file or the new one. Now, as
+// with scp and pdcp (which write in place), the destination may then hold
+// zeros where data had not reached the disk. Nothing here calls fsync;
+// running processes see the old file or the new one, never part of one.
 //
 // Thread: one at a time; a TempFile may move between threads.
 #ifndef SPINDLE_BUILTINS_TEMP_FILE_H_
@@ -35,8 +40,9 @@ class TempFile {
   // Creates ".NAME.spindle-XXXXXX" (mode 0600) in the directory of `path`,
   // with blocks reserved for `expected_size` bytes (it may end up longer or
   // shorter). NOT_FOUND when that directory does not exist;
-  // RESOURCE_EXHAUSTED when the file system has no room for the size. A
-  // file system that cannot reserve is no error.
+  // RESOURCE_EXHAUSTED when the file system has no room for the size (or
+  // it is larger than a file may be). A file system that cannot reserve is
+  // no error.
   static absl::StatusOr<TempFile> create_beside(std::string path, uint64_t expected_size);
 
   TempFile(TempFile&& other) noexcept;

@@ -34,7 +34,7 @@ std::string take_spare(size_t n) {
     s.kept_bytes -= out.capacity();
     s.kept[best].swap(s.kept.back());
     s.kept.pop_back();
-  } else if (s.largest.capacity() >= n) {
+  } else if (n >= kSpareBudget && s.largest.capacity() >= n) {
     out.swap(s.largest);
   }
   return out;

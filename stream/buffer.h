@@ -14,7 +14,8 @@
 // 25,000-78,000 page faults, 6,900 with the pool.
 //
 // What is kept: buffers under kSpareBudget, up to kSpareBudget bytes in
-// all; and one larger buffer, the largest seen.
+// all, for requests of any large size; and one larger buffer, the largest
+// seen, for requests of kSpareBudget or more.
 #ifndef SPINDLE_STREAM_BUFFER_H_
 #define SPINDLE_STREAM_BUFFER_H_
 

@@ -542,7 +542,8 @@ bool can_have_helpers() { return std::thread::hardware_concurrency() >= 2; }
 
 TEST(BrokerShareTest, SharesSpreadOverHelpersThatStopWithTheBroker) {
   if (!can_have_helpers()) GTEST_SKIP() << "one core: share() never starts a helper";
-  Broker broker;
+  auto owner = std::make_unique<Broker>();
+  Broker& broker = *owner;
   broker.start();
   std::optional<Broker::Share> first(broker.share());
   EXPECT_EQ(first->broker(), &broker) << "the first share should go to the broker itself";
@@ -566,8 +567,13 @@ TEST(BrokerShareTest, SharesSpreadOverHelpersThatStopWithTheBroker) {
   EXPECT_FALSE(still_watched.expired());
   broker.shutdown();
   broker.join();
-  EXPECT_TRUE(still_watched.expired()) << "a helper outlived the broker's loop, still watching";
+  Latch<int> ran;
+  helper->defer([&] { ran.put(1); });
+  EXPECT_EQ(ran.get(absl::Milliseconds(100)).status().code(), absl::StatusCode::kDeadlineExceeded)
+      << "a helper still runs after the broker's loop ended";
   EXPECT_EQ(broker.share().broker(), &broker) << "after its loop, a broker shares only itself";
+  owner.reset();
+  EXPECT_TRUE(still_watched.expired()) << "what a helper watched outlived its broker";
   close(p[0]);
   close(p[1]);
 }
@@ -586,6 +592,19 @@ TEST(BrokerShareTest, CorkingTheBrokerCorksItsHelpers) {
       << "a helper ran a task while its broker was corked";
   broker.uncork();
   EXPECT_TRUE(ran.get(kDeadline).ok()) << "uncork() did not release the helper";
+}
+
+TEST(BrokerShareTest, NoHelperStartsWhileCorked) {
+  if (!can_have_helpers()) GTEST_SKIP() << "one core: share() never starts a helper";
+  Broker broker;
+  broker.start();
+  broker.cork();
+  Broker::Share first = broker.share();
+  Broker::Share second = broker.share();
+  EXPECT_EQ(second.broker(), &broker) << "a helper started while a fork could be copying the process";
+  broker.uncork();
+  Broker::Share third = broker.share();
+  EXPECT_NE(third.broker(), &broker);
 }
 
 }  // namespace

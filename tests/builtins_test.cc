@@ -349,6 +349,11 @@ TEST_F(Builtins, TempFileReservesTheExpectedSizeWithoutClaimingIt) {
   EXPECT_EQ(file_contents(path), "short");
   ASSERT_EQ(stat(path.c_str(), &st), 0);
   EXPECT_LT(static_cast<int64_t>(st.st_blocks) * 512, int64_t{1} << 20) << "a shorter file kept the blocks reserved for more";
+
+  absl::StatusOr<TempFile> absurd = TempFile::create_beside(path, UINT64_MAX);
+  EXPECT_EQ(absurd.status().code(), absl::StatusCode::kResourceExhausted) << absurd.status();
+  EXPECT_TRUE(absl::StrContains(absurd.status().message(), path)) << absurd.status();
+  EXPECT_EQ(list_dir(dir_), std::vector<std::string>{"target"}) << "a refused reservation left its file";
 }
 
 TEST_F(Builtins, PushWritesTheFileKeepsTheModeAndLeavesNoTemporary) {

@@ -1,7 +1,7 @@
-// The in-process SSH transport: one Libssh2Link per session, driven by the
+// The in-process SSH transport: one Libssh2Link per session, driven by a
 // broker's poller.
 //
-// The session's TCP socket is non-blocking and watched by the broker like
+// The session's TCP socket is non-blocking and watched by a broker like
 // any other descriptor: no thread per host, so one master holds hundreds
 // of sessions. Connect, key exchange, host-key check, authentication and
 // the exec of the first stage are a state machine stepped on readiness;
@@ -14,8 +14,8 @@
 // Why a socketpair and not a Stream on the channel itself: libssh2 is not
 // thread-safe per session, and a libssh2 call may read packets into its
 // own buffer without the socket becoming readable again. Keeping every
-// libssh2 call on the broker thread, and draining the channel after each
-// step, rules out both a data race and a lost wake-up.
+// libssh2 call of a session on its broker's thread, and draining the
+// channel after each step, rules out both a data race and a lost wake-up.
 //
 // Flow control: each direction buffers at most kPumpBuffer bytes; a full
 // buffer stops reading from its source, so a slow side slows the other.
@@ -30,10 +30,11 @@
 //
 // Threads: a link runs on the broker that Broker::share() gives it, the
 // router's or a helper, so that the sessions of a fan-out encrypt on every
-// core; it talks to the router only through the socketpair.
+// core; it talks to the router only through the socketpair. "Broker
+// thread" below means that broker's.
 //
-// Lifetime: the broker's handlers for the two descriptors own the link; it
-// goes when it stops watching them, or with the broker.
+// Lifetime: that broker's handlers for the two descriptors own the link;
+// it goes when it stops watching them, or with the broker.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <libssh2.h>
@@ -762,7 +763,8 @@ absl::StatusOr<Connection> libssh2_connect(Router* router, const SshOptions& o, 
   }
   // Room for a whole chunk of a push (about 0.5 MiB): the caller's thread
   // then writes it at once, where the default (208 KiB) left the rest to
-  // the broker, a tenth of its time in a push. Capped by net.core.wmem_max.
+  // the broker, a tenth of its time in a push. The kernel caps it at twice
+  // net.core.wmem_max (416 KiB with Debian's default); no harm if so.
   int sndbuf = 1 << 20;
   setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
   int diag[2];
