@@ -32,6 +32,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -322,6 +323,16 @@ class ForkTest : public ::testing::Test {
 };
 
 // ---- 1. Round trips. ----
+
+TEST_F(ForkTest, AStoppedBrokerRefusesToForkAndLeavesNothing) {
+  broker_->shutdown();
+  broker_->join();
+  const int fds_before = count_fds();
+  absl::StatusOr<Context> ctx = router_->fork({.name = "orphan"});
+  EXPECT_EQ(ctx.status().code(), absl::StatusCode::kFailedPrecondition) << ctx.status();
+  EXPECT_TRUE(absl::StrContains(ctx.status().message(), "broker is not running")) << ctx.status();
+  EXPECT_EQ(count_fds(), fds_before);
+}
 
 // A program started with stdin closed: the new pipes' lowest free
 // descriptor is 0, which the child keeps for its own stdio.

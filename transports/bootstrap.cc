@@ -342,9 +342,14 @@ absl::StatusOr<Context> start_bootstrapped(Router* router, BootstrapSpec spec) {
     return s;
   }
   Connection c = *conn;
-  router->broker()->defer([router, c, name, id = *id, leftover = std::move(leftover)]() mutable {
-    router->connect_child(id, name, c.pid, std::make_unique<Side>(c.data, name), nullptr, std::move(leftover));
-    if (c.diag >= 0) std::make_shared<OutputForwarder>(router, c.diag, name, "stderr")->watch();
+  // The task owns the descriptors: a broker that stops first drops it and
+  // closes them.
+  auto data = std::make_unique<Side>(c.data, name);
+  auto diag = c.diag >= 0 ? std::make_shared<OutputForwarder>(router, c.diag, name, "stderr") : nullptr;
+  router->broker()->defer([router, name, id = *id, pid = c.pid, data = std::move(data), diag,
+                           leftover = std::move(leftover)]() mutable {
+    router->connect_child(id, name, pid, std::move(data), nullptr, std::move(leftover));
+    if (diag) diag->watch();
   });
   absl::StatusOr<Message> hello = ready.get(std::max(deadline - absl::Now(), absl::Milliseconds(100)));
   if (!hello.ok()) {

@@ -89,6 +89,8 @@ absl::StatusOr<Context> Router::fork(ForkOptions options) {
   if (broker_->in_broker_thread()) {
     return absl::FailedPreconditionError("Router::fork() may not be called on the broker thread");
   }
+  // Nobody would adopt the child, nor reap it.
+  if (!broker_->running()) return absl::FailedPreconditionError("Router::fork(): the broker is not running");
   absl::StatusOr<uint32_t> id = allocate_id();
   if (!id.ok()) return id.status();
   const uint32_t cid = *id;
@@ -150,12 +152,13 @@ absl::StatusOr<Context> Router::fork(ForkOptions options) {
     children_[cid] = child;
   }
   // Queued while the broker is still parked, so it adopts the stream as
-  // soon as it is released, without another wake-up.
-  int rx = up[0], tx = down[1];
-  broker_->defer([this, cid, name, pid, rx, tx] {
-    auto to_child = std::make_unique<Side>(tx, name);
-    to_child->allow_splice();  // the child reads it with a Stream
-    connect_child(cid, name, pid, std::make_unique<Side>(rx, name), std::move(to_child));
+  // soon as it is released, without another wake-up. The task owns the
+  // descriptors: a broker that stops first drops it and closes them.
+  auto from_child = std::make_unique<Side>(up[0], name);
+  auto to_child = std::make_unique<Side>(down[1], name);
+  to_child->allow_splice();  // the child reads it with a Stream
+  broker_->defer([this, cid, name, pid, rx = std::move(from_child), tx = std::move(to_child)]() mutable {
+    connect_child(cid, name, pid, std::move(rx), std::move(tx));
   });
   broker_->uncork();
   absl::StatusOr<Message> hello = ready.get(options.ready_timeout);
