@@ -3,11 +3,16 @@
 // producers x many consumers delivering each item exactly once, a put from
 // another thread waking a sleeper, a queue that never quite drains not
 // growing without bound, the per-thread wake-up descriptor being released
-// when its thread exits (no descriptor leak), and AdaptiveMutex excluding.
+// when its thread exits (no descriptor leak), AdaptiveMutex excluding, and
+// WakeFd (signals add up until a drain, wake a poller on another thread,
+// never block the signaller).
 #include "latch/latch.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <malloc.h>
+#include <poll.h>
+#include <unistd.h>
 
 #include <array>
 #include <atomic>
@@ -20,6 +25,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "latch/adaptive_mutex.h"
+#include "latch/wake_fd.h"
 
 namespace spindle {
 namespace {
@@ -319,6 +325,57 @@ TEST(AdaptiveMutexTest, ExcludesAndTryLockFailsWhileHeld) {
   mu.unlock();
   EXPECT_TRUE(mu.try_lock());
   mu.unlock();
+}
+
+// Whether `fd` is readable now (a poll that does not wait).
+bool readable(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return poll(&p, 1, 0) == 1 && (p.revents & POLLIN) != 0;
+}
+
+TEST(WakeFdTest, SignalsAddUpUntilOneDrain) {
+  WakeFd w;
+  EXPECT_FALSE(readable(w.fd()));
+  EXPECT_FALSE(w.drain()) << "a drain without a signal reported one";
+  w.signal();
+  w.signal();
+  w.signal();
+  EXPECT_TRUE(readable(w.fd()));
+  EXPECT_TRUE(w.drain());
+  EXPECT_FALSE(readable(w.fd())) << "one drain should take every signal so far";
+  EXPECT_FALSE(w.drain());
+}
+
+TEST(WakeFdTest, ASignalFromAnotherThreadWakesAPoller) {
+  WakeFd w;
+  std::thread signaller([&] {
+    absl::SleepFor(absl::Milliseconds(20));
+    w.signal();
+  });
+  pollfd p{w.fd(), POLLIN, 0};
+  int r = poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(kDeadline)));
+  signaller.join();
+  EXPECT_EQ(r, 1) << "the poller was not woken";
+  EXPECT_TRUE(w.drain());
+}
+
+TEST(WakeFdTest, SignalsNobodyDrainsNeverBlockTheSignaller) {
+  // More than a pipe holds (64 KiB): a signaller must never block on them.
+  WakeFd w;
+  for (int i = 0; i < 100000; ++i) w.signal();
+  EXPECT_TRUE(w.drain());
+  EXPECT_FALSE(readable(w.fd()));
+}
+
+TEST(WakeFdTest, ForgetLeavesTheDescriptorOpen) {
+  int fd;
+  {
+    WakeFd w;
+    fd = w.fd();
+    w.forget();
+  }
+  EXPECT_NE(fcntl(fd, F_GETFD), -1) << "forget() closed the descriptor (a forked child closes by number)";
+  close(fd);
 }
 
 }  // namespace
