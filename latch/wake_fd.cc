@@ -15,13 +15,21 @@ namespace spindle {
 WakeFd::WakeFd() {
 #if defined(__linux__)
   read_fd_ = write_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-#else
+#elif defined(__APPLE__)
+  // No pipe2() here: a fork+exec on another thread between pipe() and
+  // fcntl() may inherit the pair.
   int p[2];
   if (pipe(p) == 0) {
     for (int fd : p) {
       fcntl(fd, F_SETFL, O_NONBLOCK);
       fcntl(fd, F_SETFD, FD_CLOEXEC);
     }
+    read_fd_ = p[0];
+    write_fd_ = p[1];
+  }
+#else
+  int p[2];
+  if (pipe2(p, O_CLOEXEC | O_NONBLOCK) == 0) {
     read_fd_ = p[0];
     write_fd_ = p[1];
   }
