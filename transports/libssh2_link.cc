@@ -68,12 +68,16 @@ constexpr size_t kPumpBuffer = 1 << 20;
 constexpr size_t kChunk = 256 * 1024;
 // Bytes of libssh2's packets held for one send(); no channel write beyond.
 constexpr size_t kSendBatch = 512 * 1024;
+// A packet (at most 35,000 bytes) always fits behind a full batch, even
+// before the buffer moves its bytes to the front (see batch_send).
+static_assert(kSendBatch + kChunk + 64 * 1024 <= kPumpBuffer);
 
-// Bytes on their way one direction. Reads land in the free space at the
-// end and writes take from the front by moving an offset: a channel write
-// takes one packet (32 KiB) at a time, and erasing that from the front of
-// a full buffer moved a mebibyte per packet (15 % of a bulk push's CPU).
-// The unsent rest moves to the front only when the free space runs short.
+// Bytes on their way: one direction of the pump, or libssh2's packets
+// waiting for send(). Reads land in the free space at the end and writes
+// take from the front by moving an offset: a channel write takes one
+// packet (32 KiB) at a time, and erasing that from the front of a full
+// buffer moved a mebibyte per packet (15 % of a bulk push's CPU). The
+// unsent rest moves to the front only when the free space runs short.
 class PumpBuffer {
  public:
   PumpBuffer() : buf_(new char[kPumpBuffer]) {}
@@ -454,23 +458,27 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
   // libssh2's send function while running: takes every packet whole into
   // out_, so that libssh2 never holds one back half-sent (a packet it
   // held would wait for its next send, and be lost if the link closed
-  // first). pump() bounds out_ by not writing to the channel while it is
-  // full.
+  // first). pump() bounds out_ by not writing to the channel while it
+  // holds kSendBatch bytes, so a packet always finds room (the
+  // static_assert above); were it not so, libssh2 would keep the packet
+  // and send it again later, as with a full socket.
   static ssize_t batch_send(libssh2_socket_t, const void* buf, size_t n, int, void** abstract) {
     auto* self = static_cast<Libssh2Link*>(*abstract);
     if (self->send_errno_ != 0) return -self->send_errno_;
-    self->out_.append(static_cast<const char*>(buf), n);
+    auto [at, room] = self->out_.space();
+    if (room < n) return -EAGAIN;
+    memcpy(at, buf, n);
+    self->out_.commit(n);
     return static_cast<ssize_t>(n);
   }
 
   // Writes what out_ holds until the socket is full; an error stays in
   // send_errno_ for libssh2's next send, and for pump().
   void flush() {
-    size_t done = 0;
-    while (done < out_.size() && send_errno_ == 0) {
-      ssize_t w = send(sock_, out_.data() + done, out_.size() - done, MSG_NOSIGNAL);
+    while (!out_.empty() && send_errno_ == 0) {
+      ssize_t w = send(sock_, out_.data(), out_.size(), MSG_NOSIGNAL);
       if (w > 0) {
-        done += static_cast<size_t>(w);
+        out_.consume(static_cast<size_t>(w));
       } else if (w < 0 && errno == EINTR) {
         continue;
       } else {
@@ -478,7 +486,6 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
         break;
       }
     }
-    out_.erase(0, done);
   }
 
   void running() {
@@ -694,7 +701,7 @@ class Libssh2Link : public std::enable_shared_from_this<Libssh2Link> {
   PumpBuffer to_remote_;
   bool local_eof_ = false;
   bool local_watched_ = false;
-  std::string out_;     // libssh2's packets not yet sent (see batch_send)
+  PumpBuffer out_;      // libssh2's packets not yet sent (see batch_send)
   int send_errno_ = 0;  // the socket's send error, once there is one
   absl::Duration silence_limit_;  // zero: no keepalives
 };
