@@ -137,28 +137,27 @@ Broker::Share Broker::share() {
   std::lock_guard<std::mutex> lock(helpers_mu_);
   if (helpers_stopped_ || !running_) return Share(this, own_load_);
   Broker* least = this;
-  std::shared_ptr<std::atomic<int>>* least_load = &own_load_;
-  for (Helper& h : helpers_) {
-    if (h.load->load(std::memory_order_relaxed) < least_load->get()->load(std::memory_order_relaxed)) {
+  const std::shared_ptr<std::atomic<int>>* load = &own_load_;
+  for (const Helper& h : helpers_) {
+    if (*h.load < **load) {
       least = h.broker.get();
-      least_load = &h.load;
+      load = &h.load;
     }
   }
-  bool corked;
-  {
-    std::lock_guard<std::mutex> cork_lock(cork_mu_);
-    corked = corks_ > 0;
-  }
-  if (!corked && least_load->get()->load(std::memory_order_relaxed) > 0 && helpers_.size() + 1 < usable_cores()) {
+  if (**load > 0 && helpers_.size() + 1 < usable_cores() && !corked()) {
     Options o = options_;
     o.shutdown_grace = absl::ZeroDuration();
-    Helper h{std::make_unique<Broker>(o), std::make_shared<std::atomic<int>>(0)};
-    h.broker->start();
-    helpers_.push_back(std::move(h));
+    helpers_.push_back({std::make_unique<Broker>(o), std::make_shared<std::atomic<int>>(0)});
+    helpers_.back().broker->start();
     least = helpers_.back().broker.get();
-    least_load = &helpers_.back().load;
+    load = &helpers_.back().load;
   }
-  return Share(least, *least_load);
+  return Share(least, *load);
+}
+
+bool Broker::corked() {
+  std::lock_guard<std::mutex> lock(cork_mu_);
+  return corks_ > 0;
 }
 
 void Broker::stop_helpers() {

@@ -165,6 +165,8 @@ class Broker {
   void stop_helpers();
   void cork_self();
   void uncork_self();
+  // Any thread. True while a cork() waits for its uncork().
+  bool corked();
 
   Options options_;
   std::unique_ptr<Poller> poller_;
