@@ -331,6 +331,7 @@ TEST_F(ForkTest, AStoppedBrokerRefusesToForkAndLeavesNothing) {
   absl::StatusOr<Context> ctx = router_->fork({.name = "orphan"});
   EXPECT_EQ(ctx.status().code(), absl::StatusCode::kFailedPrecondition) << ctx.status();
   EXPECT_TRUE(absl::StrContains(ctx.status().message(), "broker is not running")) << ctx.status();
+  EXPECT_TRUE(absl::StrContains(ctx.status().message(), "'orphan'")) << ctx.status();
   EXPECT_EQ(count_fds(), fds_before);
 }
 

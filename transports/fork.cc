@@ -90,7 +90,10 @@ absl::StatusOr<Context> Router::fork(ForkOptions options) {
     return absl::FailedPreconditionError("Router::fork() may not be called on the broker thread");
   }
   // Nobody would adopt the child, nor reap it.
-  if (!broker_->running()) return absl::FailedPreconditionError("Router::fork(): the broker is not running");
+  if (!broker_->running()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "fork of '", options.name.empty() ? "a new context" : options.name, "': the broker is not running"));
+  }
   absl::StatusOr<uint32_t> id = allocate_id();
   if (!id.ok()) return id.status();
   const uint32_t cid = *id;
