@@ -125,7 +125,8 @@ class Broker {
 
   // A claim on a broker for one CPU-bound descriptor, counted while it
   // lives; the descriptor is watched (and its callbacks run) on broker(),
-  // which is valid while the broker that gave the Share lives.
+  // which is valid while the broker that gave the Share lives. Any thread
+  // may hold or drop a Share.
   class Share {
    public:
     Share(Share&& other) noexcept : broker_(other.broker_), load_(std::move(other.load_)) {}
