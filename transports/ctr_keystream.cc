@@ -1,5 +1,5 @@
 // The wraps described in ctr_keystream.h. The linker sends calls of
-// EVP_Cipher, EVP_CipherInit, EVP_CIPHER_CTX_copy, EVP_CIPHER_CTX_reset and
+// _libssh2_cipher_crypt, EVP_CipherInit, EVP_CIPHER_CTX_copy, EVP_CIPHER_CTX_reset and
 // EVP_CIPHER_CTX_free to the __wrap_ functions here; __real_ names
 // OpenSSL's own.
 #include "transports/ctr_keystream.h"
@@ -10,8 +10,8 @@
 #include <cstdint>
 
 extern "C" {
-int __real_EVP_Cipher(EVP_CIPHER_CTX* ctx, unsigned char* out, const unsigned char* in,
-                      unsigned int inl);
+int __real__libssh2_cipher_crypt(EVP_CIPHER_CTX** ctx, const EVP_CIPHER* (*algo)(), int encrypt,
+                                 unsigned char* block, size_t blocksize);
 int __real_EVP_CipherInit(EVP_CIPHER_CTX* ctx, const EVP_CIPHER* cipher, const unsigned char* key,
                           const unsigned char* iv, int enc);
 int __real_EVP_CIPHER_CTX_copy(EVP_CIPHER_CTX* out, const EVP_CIPHER_CTX* in);
@@ -47,19 +47,18 @@ void drop_keystream(EVP_CIPHER_CTX* ctx) {
   }
 }
 
-// Whole 16-byte loads and stores: libssh2 copies each block out of our
-// output with one 16-byte load, which two 8-byte stores would stall.
-void xor_bytes(unsigned char* out, const unsigned char* in, const unsigned char* key, size_t n) {
+// Whole 16-byte loads and stores: libssh2 hands over one block at a time.
+void xor_bytes(unsigned char* data, const unsigned char* key, size_t n) {
   using Block = unsigned char __attribute__((vector_size(16)));
   size_t i = 0;
   for (; i + 16 <= n; i += 16) {
     Block a, b;
-    memcpy(&a, in + i, 16);
+    memcpy(&a, data + i, 16);
     memcpy(&b, key + i, 16);
     a ^= b;
-    memcpy(out + i, &a, 16);
+    memcpy(data + i, &a, 16);
   }
-  for (; i < n; ++i) out[i] = in[i] ^ key[i];
+  for (; i < n; ++i) data[i] ^= key[i];
 }
 
 }  // namespace
@@ -71,30 +70,31 @@ bool served_from_keystream(const EVP_CIPHER_CTX* ctx) { return keystream_of(ctx)
 using spindle::Keystream;
 using spindle::kKeystreamBytes;
 
-extern "C" int __wrap_EVP_Cipher(EVP_CIPHER_CTX* ctx, unsigned char* out, const unsigned char* in,
-                                 unsigned int inl) {
-  // A null input asks for the final block, which counter mode does not have.
-  if (in == nullptr) return __real_EVP_Cipher(ctx, out, in, inl);
+// libssh2's one cipher call (openssl.c), sent here by the linker: every
+// packet, block by block, in place. Returns 0 on success as libssh2's does.
+extern "C" int __wrap__libssh2_cipher_crypt(EVP_CIPHER_CTX** ctxp, const EVP_CIPHER* (*algo)(),
+                                            int encrypt, unsigned char* block, size_t blocksize) {
+  EVP_CIPHER_CTX* ctx = *ctxp;
   // The app data is only ever ours (see the header), so a context that
   // has it needs no further look: this runs once per 16 bytes.
   auto* ks = static_cast<Keystream*>(EVP_CIPHER_CTX_get_app_data(ctx));
   if (ks == nullptr) {
-    if (!spindle::is_ctr(ctx)) return __real_EVP_Cipher(ctx, out, in, inl);
+    if (!spindle::is_ctr(ctx)) return __real__libssh2_cipher_crypt(ctxp, algo, encrypt, block, blocksize);
     ks = new Keystream;
     EVP_CIPHER_CTX_set_app_data(ctx, ks);
   }
-  for (size_t done = 0; done < inl;) {
+  for (size_t done = 0; done < blocksize;) {
     if (ks->used == kKeystreamBytes) {
       memset(ks->bytes, 0, kKeystreamBytes);
-      if (__real_EVP_Cipher(ctx, ks->bytes, ks->bytes, kKeystreamBytes) <= 0) return -1;
+      if (EVP_Cipher(ctx, ks->bytes, ks->bytes, kKeystreamBytes) <= 0) return 1;
       ks->used = 0;
     }
-    size_t n = std::min<size_t>(inl - done, kKeystreamBytes - ks->used);
-    spindle::xor_bytes(out + done, in + done, ks->bytes + ks->used, n);
+    size_t n = std::min(blocksize - done, kKeystreamBytes - ks->used);
+    spindle::xor_bytes(block + done, ks->bytes + ks->used, n);
     ks->used += n;
     done += n;
   }
-  return static_cast<int>(inl);
+  return 0;
 }
 
 // A new key or IV starts a new keystream.

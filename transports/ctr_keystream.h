@@ -8,21 +8,25 @@
 //
 // In counter mode the keystream does not depend on the data, so nothing
 // needs one call per block. The programs are linked with
-// `-Wl,--wrap=EVP_Cipher` (and the calls that set up, copy, reset and free
-// a context), which sends libssh2's calls to
-// ctr_keystream.cc: for a CTR context, it encrypts kKeystreamBytes of
-// zeros in one call to the real EVP_Cipher, keeps that keystream beside
-// the context (in the context's app data), and answers each later call by
-// XOR from it. The bytes are exactly those of the block-by-block calls,
-// because every call on that context, whatever its length, is served from
-// the same keystream in order. Contexts of other modes go straight to
-// OpenSSL.
+// `-Wl,--wrap=_libssh2_cipher_crypt` (and with wraps of the OpenSSL calls
+// that set up, copy, reset and free a cipher context), which sends
+// libssh2's per-block calls to ctr_keystream.cc: for a CTR context, it
+// encrypts kKeystreamBytes of zeros in one call of EVP_Cipher, keeps that
+// keystream beside the context (in the context's app data), and answers
+// each block by XOR from it, in place. The bytes are exactly those of the
+// block-by-block calls, because every call on that context, whatever its
+// length, is served from the same keystream in order. Contexts of other
+// modes go to libssh2's own function.
+//
+// Wrapping libssh2's function rather than EVP_Cipher saves, per block, a
+// call into OpenSSL's dispatch and libssh2's copy through a stack buffer.
 //
 // What it relies on, true of every program linked with it (checked with
-// nm on Debian 12's libssh2.a and libcrypto.a): the only callers of
-// EVP_Cipher on a CTR context are libssh2's, no one else sets a cipher
-// context's app data, and libssh2 sets up each context once with
-// EVP_CipherInit, then uses it with EVP_Cipher only, and frees it.
+// nm and objdump -r on Debian 12's libssh2.a and libcrypto.a): every call
+// of _libssh2_cipher_crypt comes from crypt.o, so the wrap sees them all;
+// no one else sets a cipher context's app data; and libssh2 sets up each
+// context once with EVP_CipherInit, then uses it only through
+// _libssh2_cipher_crypt, and frees it.
 //
 // The installed shared library links libssh2 dynamically and has none of
 // this: interposing a libcrypto symbol in a shared library would change
