@@ -32,6 +32,23 @@ int reserve(int fd, uint64_t size) {
   return 0;
 }
 
+// A reference to the file that a rename to `path` would replace, or -1.
+// Why: the rename drops the replaced file's last link while it holds the
+// directory's lock, and when that is the inode's last reference too, the
+// kernel frees all of the file's cached pages there (15-20 ms for 256
+// MiB here, more where freed blocks are discarded), holding up every other rename or create in the directory. Held
+// by us, the inode is freed when we close it, outside the lock. O_PATH
+// opens nothing: no side effect on a FIFO or a device, no permission
+// needed to read.
+int hold_replaced(const std::string& path) {
+#ifdef O_PATH
+  return open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+#else
+  (void)path;
+  return -1;
+#endif
+}
+
 }  // namespace
 
 absl::StatusOr<TempFile> TempFile::create_beside(std::string path, uint64_t expected_size) {
@@ -87,7 +104,11 @@ absl::Status TempFile::commit(uint32_t mode) {
   }
   int fd = std::exchange(fd_, -1);
   if (close(fd) != 0) return file_error(errno, "write", destination_);
-  if (rename(temp_.c_str(), destination_.c_str()) != 0) return file_error(errno, "rename into", destination_);
+  int replaced = hold_replaced(destination_);
+  int renamed = rename(temp_.c_str(), destination_.c_str());
+  int err = errno;
+  if (replaced >= 0) close(replaced);
+  if (renamed != 0) return file_error(err, "rename into", destination_);
   temp_.clear();
   return absl::OkStatus();
 }

@@ -56,7 +56,8 @@ class TempFile {
   absl::Status write_at(std::string_view data, uint64_t offset);
   // Sets the permission bits, closes (reporting a delayed write error) and
   // renames over the destination; blocks reserved past the written length
-  // are released. After a failure the temporary file goes
+  // are released. The file replaced is freed after the rename, outside the
+  // directory's lock (see hold_replaced() in temp_file.cc). After a failure the temporary file goes
   // with the object, as if never committed.
   absl::Status commit(uint32_t mode);
 

@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <fstream>
+#include <future>
 #include <random>
 #include <sstream>
 
@@ -325,6 +327,36 @@ TEST_F(Builtins, TempFileReplacesTheDestinationOnlyOnCommit) {
   absl::StatusOr<TempFile> nowhere = TempFile::create_beside(dir_ + "/missing/target", 0);
   EXPECT_EQ(nowhere.status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(absl::StrContains(nowhere.status().message(), dir_ + "/missing/target")) << nowhere.status();
+}
+
+// commit() takes a reference to what it replaces (see hold_replaced());
+// taking it must open nothing, or a FIFO there would block the commit.
+TEST_F(Builtins, TempFileReplacesAFifoOrASymlinkWithoutOpeningThem) {
+  std::string fifo = dir_ + "/fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  absl::StatusOr<TempFile> file = TempFile::create_beside(fifo, 4);
+  ASSERT_TRUE(file.ok()) << file.status();
+  ASSERT_TRUE(file->write_at("data", 0).ok());
+  std::future<absl::Status> committed = std::async(std::launch::async, [&] { return file->commit(0644); });
+  if (committed.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    close(open(fifo.c_str(), O_WRONLY | O_NONBLOCK));  // lets a blocked open go, so the test ends
+    FAIL() << "commit opened the FIFO it replaces";
+  }
+  ASSERT_TRUE(committed.get().ok());
+  EXPECT_EQ(file_contents(fifo), "data");
+
+  std::string target = dir_ + "/target", link = dir_ + "/link";
+  { std::ofstream(target) << "kept"; }
+  ASSERT_EQ(symlink(target.c_str(), link.c_str()), 0);
+  absl::StatusOr<TempFile> over_link = TempFile::create_beside(link, 3);
+  ASSERT_TRUE(over_link.ok()) << over_link.status();
+  ASSERT_TRUE(over_link->write_at("new", 0).ok());
+  ASSERT_TRUE(over_link->commit(0644).ok());
+  struct stat st;
+  ASSERT_EQ(lstat(link.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode)) << "the link itself is replaced";
+  EXPECT_EQ(file_contents(link), "new");
+  EXPECT_EQ(file_contents(target), "kept");
 }
 
 TEST_F(Builtins, TempFileReservesTheExpectedSizeWithoutClaimingIt) {
