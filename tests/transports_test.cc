@@ -2,6 +2,7 @@
 // OpenSSH client and libssh2, and via= chains. Real processes, ptys, sudo,
 // su and two sshd servers on loopback (tests/sshd_fixture.sh), so the suite
 // needs root (as CI and the README's test command run it).
+#include <elf.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pwd.h>
@@ -13,7 +14,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "absl/cleanup/cleanup.h"
@@ -179,6 +182,49 @@ TEST_F(Master, FirstStageUploadsOnceThenUsesTheCache) {
   ASSERT_EQ(stat(stored.c_str(), &st2), 0);
   EXPECT_EQ(st1.st_ino, st2.st_ino);  // the same file, not replaced
   EXPECT_TRUE(again->call(my_pid).ok());
+}
+
+std::string file_contents(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// What is uploaded is the executable's loaded part (see AgentImage): it
+// runs (the calls above), and it is the file up to its last segment, with
+// no section headers.
+TEST_F(Master, TheAgentUploadedIsTheLoadedPartOfTheExecutable) {
+  std::string cache = scratch("cache_loaded");
+  LocalOptions o;
+  o.use_first_stage = true;
+  o.env = {absl::StrCat("XDG_CACHE_HOME=", cache)};
+  absl::StatusOr<Context> c = router_.local(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(*c->call(whoami), whoami());
+  absl::StatusOr<AgentImage> image = agent_image();
+  ASSERT_TRUE(image.ok());
+  std::string stored = file_contents(absl::StrCat(cache, "/spindle/", image->sha256));
+  std::string exe = file_contents("/proc/self/exe");
+  ASSERT_EQ(stored.size(), image->size);
+  Elf64_Ehdr in_exe, in_stored;
+  ASSERT_GE(exe.size(), sizeof in_exe);
+  memcpy(&in_exe, exe.data(), sizeof in_exe);
+  memcpy(&in_stored, stored.data(), sizeof in_stored);
+  ASSERT_GT(in_exe.e_shnum, 0) << "this test needs an executable with sections";
+  EXPECT_LT(stored.size(), exe.size()) << "the sections after the segments were uploaded too";
+  EXPECT_EQ(in_stored.e_shnum, 0);
+  EXPECT_EQ(in_stored.e_shoff, 0u);
+  EXPECT_EQ(in_stored.e_entry, in_exe.e_entry);
+  EXPECT_TRUE(stored.compare(sizeof in_stored, std::string::npos, exe, sizeof in_exe, stored.size() - sizeof in_stored) == 0)
+      << "past the ELF header, the upload is not the executable's own bytes";
+  uint64_t end = 0;
+  for (int i = 0; i < in_exe.e_phnum; ++i) {
+    Elf64_Phdr ph;
+    memcpy(&ph, exe.data() + in_exe.e_phoff + i * sizeof ph, sizeof ph);
+    end = std::max<uint64_t>(end, ph.p_offset + ph.p_filesz);
+  }
+  EXPECT_EQ(stored.size(), end) << "the upload does not end where the last segment does";
 }
 
 // A directory of fake commands put first in PATH.

@@ -1,13 +1,19 @@
 #include "transports/agent.h"
 
 #include <fcntl.h>
+#ifdef __linux__
+#include <elf.h>
+#include <link.h>
+#endif
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <mutex>
-
 #include <string_view>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -41,6 +47,34 @@ absl::StatusOr<AgentSetup> decode_agent_setup(const std::string& text) {
 
 namespace {
 
+// How much of the executable open at `fd` the agent needs (see
+// AgentImage), and its ELF header with the section header table dropped.
+// False for what is not an ELF file of this process's own kind.
+bool loaded_part(int fd, uint64_t file_size, uint64_t* size, std::string* header) {
+#ifdef __linux__
+  ElfW(Ehdr) eh;
+  if (pread(fd, &eh, sizeof eh, 0) != static_cast<ssize_t>(sizeof eh)) return false;
+  if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != (sizeof(void*) == 8 ? ELFCLASS64 : ELFCLASS32) ||
+      eh.e_phentsize != sizeof(ElfW(Phdr)) || eh.e_phnum == 0 || eh.e_phnum == PN_XNUM) {
+    return false;
+  }
+  std::vector<ElfW(Phdr)> ph(eh.e_phnum);
+  const size_t ph_bytes = ph.size() * sizeof(ElfW(Phdr));
+  if (pread(fd, ph.data(), ph_bytes, static_cast<off_t>(eh.e_phoff)) != static_cast<ssize_t>(ph_bytes)) return false;
+  uint64_t end = std::max<uint64_t>(sizeof eh, eh.e_phoff + ph_bytes);
+  for (const ElfW(Phdr)& p : ph) end = std::max<uint64_t>(end, p.p_offset + p.p_filesz);
+  if (end > file_size) return false;
+  eh.e_shoff = 0;
+  eh.e_shnum = 0;
+  eh.e_shstrndx = SHN_UNDEF;
+  header->assign(reinterpret_cast<const char*>(&eh), sizeof eh);
+  *size = end;
+  return true;
+#else
+  return false;
+#endif
+}
+
 absl::StatusOr<AgentImage> compute_image() {
   AgentImage img;
   char path[4096];
@@ -50,22 +84,23 @@ absl::StatusOr<AgentImage> compute_image() {
   // Read through /proc/self/exe itself: the file at `path` may have been
   // replaced since this process started.
   int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return absl::NotFoundError(absl::StrCat("cannot open ", img.path, ": ", strerror(errno)));
-  Sha256 digest;
-  std::string buf(1 << 20, '\0');
-  for (;;) {
-    ssize_t r = read(fd, buf.data(), buf.size());
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) {
-      int e = errno;
-      close(fd);
-      return absl::DataLossError(absl::StrCat("reading ", img.path, ": ", strerror(e)));
-    }
-    if (r == 0) break;
-    digest.update(std::string_view(buf.data(), static_cast<size_t>(r)));
-    img.size += static_cast<uint64_t>(r);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    int e = errno;
+    if (fd >= 0) close(fd);
+    return absl::NotFoundError(absl::StrCat("cannot open ", img.path, ": ", strerror(e)));
   }
+  img.size = static_cast<uint64_t>(st.st_size);
+  loaded_part(fd, img.size, &img.size, &img.header);
   close(fd);
+  Sha256 digest;
+  if (absl::Status s = read_agent_image(img, [&](std::string_view piece) {
+        digest.update(piece);
+        return true;
+      });
+      !s.ok()) {
+    return s;
+  }
   img.sha256 = digest.hex_digest();
   struct utsname u;
   if (uname(&u) != 0) return absl::InternalError("uname() failed");
@@ -85,6 +120,27 @@ int move_high(int fd) {
 }
 
 }  // namespace
+
+absl::Status read_agent_image(const AgentImage& image, absl::FunctionRef<bool(std::string_view)> sink) {
+  if (!sink(image.header)) return absl::OkStatus();
+  int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::DataLossError(absl::StrCat("cannot read the agent ", image.path, ": ", strerror(errno)));
+  std::string buf(256 * 1024, '\0');
+  absl::Status status;
+  for (uint64_t at = image.header.size(); at < image.size;) {
+    ssize_t r = pread(fd, buf.data(), std::min<uint64_t>(buf.size(), image.size - at), static_cast<off_t>(at));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      status = absl::DataLossError(absl::StrCat("reading the agent ", image.path, ": ",
+                                                r < 0 ? strerror(errno) : "it is shorter than it was"));
+      break;
+    }
+    at += static_cast<uint64_t>(r);
+    if (!sink(std::string_view(buf.data(), static_cast<size_t>(r)))) break;
+  }
+  close(fd);
+  return status;
+}
 
 absl::StatusOr<AgentImage> agent_image() {
   static std::once_flag once;

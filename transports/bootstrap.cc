@@ -182,48 +182,37 @@ class Dialogue {
   }
 
   absl::Status upload(const AgentImage& image) {
-    int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return absl::NotFoundError(absl::StrCat("cannot read the agent ", image.path, ": ", strerror(errno)));
     uint64_t sent = 0;
-    std::string buf(256 * 1024, '\0');
-    size_t have = 0, off = 0;
     absl::Status status;
-    while (sent < image.size) {
-      if (off == have) {
-        ssize_t r = read(fd, buf.data(), std::min<uint64_t>(buf.size(), image.size - sent));
-        if (r <= 0) {
-          status = absl::DataLossError(absl::StrCat("reading the agent ", image.path, " failed"));
-          break;
+    absl::Status read = read_agent_image(image, [&](std::string_view piece) {
+      while (!piece.empty()) {
+        ssize_t w = c_.data_is_tty ? write(c_.data, piece.data(), piece.size())
+                                   : send(c_.data, piece.data(), piece.size(), MSG_NOSIGNAL);
+        if (w > 0) {
+          piece.remove_prefix(static_cast<size_t>(w));
+          sent += static_cast<uint64_t>(w);
+          continue;
         }
-        have = static_cast<size_t>(r);
-        off = 0;
-      }
-      ssize_t w = c_.data_is_tty ? write(c_.data, buf.data() + off, have - off)
-                                 : send(c_.data, buf.data() + off, have - off, MSG_NOSIGNAL);
-      if (w > 0) {
-        off += static_cast<size_t>(w);
-        sent += static_cast<uint64_t>(w);
-        continue;
-      }
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0 && errno == EAGAIN) {
-        absl::Duration left = deadline_ - absl::Now();
-        if (left <= absl::ZeroDuration()) {
-          status = timed_out("uploading the agent");
-          break;
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && errno == EAGAIN) {
+          absl::Duration left = deadline_ - absl::Now();
+          if (left <= absl::ZeroDuration()) {
+            status = timed_out("uploading the agent");
+            return false;
+          }
+          struct pollfd p = {c_.data, POLLOUT, 0};
+          poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
+          continue;
         }
-        struct pollfd p = {c_.data, POLLOUT, 0};
-        poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
-        continue;
+        drain_diag();
+        status = absl::DataLossError(absl::StrCat(spec_.target, ": agent upload cut off after ", sent, " of ",
+                                                  image.size, " bytes (", strerror(errno), "); it printed: ",
+                                                  quote_output(text_)));
+        return false;
       }
-      drain_diag();
-      status = absl::DataLossError(absl::StrCat(spec_.target, ": agent upload cut off after ", sent, " of ",
-                                                image.size, " bytes (", strerror(errno), "); it printed: ",
-                                                quote_output(text_)));
-      break;
-    }
-    close(fd);
-    return status;
+      return true;
+    });
+    return status.ok() ? read : status;
   }
 
   // After the data side closed, what the transport printed last is often

@@ -27,7 +27,8 @@ std::string shell_quote(std::string_view arg) {
 //    it (a replaced file would have another owner), and it ran here before,
 //    so the platform matches.
 //  - Otherwise: the platform check, then `ls -ldn` gives the directory's
-//    mode without relying on find or stat flags.
+//    mode without relying on find or stat flags (its pattern is split so
+//    that the compiler sees no ??- trigraph).
 //  - head -c reads exactly N bytes and stops: the frames that follow the
 //    agent's start stay in the stream.
 std::string first_stage_script(const AgentImage& image, const AgentSetup& setup) {
@@ -43,7 +44,7 @@ std::string first_stage_script(const AgentImage& image, const AgentSetup& setup)
       "for d in \"${XDG_CACHE_HOME:-${HOME:-/nonexistent}/.cache}/spindle\" ",
       "\"${TMPDIR:-/tmp}/spindle-${USER:-${LOGNAME:-$(id -u)}}\";do ",
       "[ -d \"$d\" ]||mkdir -p \"$d\" 2>/dev/null;set -- $(ls -ldn \"$d\" 2>/dev/null);",
-      "case $1 in d????-??-*)[ -O \"$d\" ]&&[ -w \"$d\" ]&&{ c=$d;break;};;esac;",
+      "case $1 in d????""-?""?-*)[ -O \"$d\" ]&&[ -w \"$d\" ]&&{ c=$d;break;};;esac;",
       "w=\"$w $d${1:+ (mode $1, owner uid $3)}\";done;",
       "[ -n \"$c\" ]||e \"no writable cache directory: tried$w\";",
       "f=$c/$S;",
