@@ -61,8 +61,14 @@ bool loaded_part(int fd, uint64_t file_size, uint64_t* size, std::string* header
   std::vector<ElfW(Phdr)> ph(eh.e_phnum);
   const size_t ph_bytes = ph.size() * sizeof(ElfW(Phdr));
   if (pread(fd, ph.data(), ph_bytes, static_cast<off_t>(eh.e_phoff)) != static_cast<ssize_t>(ph_bytes)) return false;
-  uint64_t end = std::max<uint64_t>(sizeof eh, eh.e_phoff + ph_bytes);
-  for (const ElfW(Phdr)& p : ph) end = std::max<uint64_t>(end, p.p_offset + p.p_filesz);
+  uint64_t end = 0;
+  if (__builtin_add_overflow(uint64_t{eh.e_phoff}, uint64_t{ph_bytes}, &end)) return false;
+  end = std::max<uint64_t>(end, sizeof eh);
+  for (const ElfW(Phdr)& p : ph) {
+    uint64_t segment_end = 0;
+    if (__builtin_add_overflow(uint64_t{p.p_offset}, uint64_t{p.p_filesz}, &segment_end)) return false;
+    end = std::max(end, segment_end);
+  }
   if (end > file_size) return false;
   eh.e_shoff = 0;
   eh.e_shnum = 0;

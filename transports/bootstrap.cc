@@ -204,9 +204,10 @@ class Dialogue {
           poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
           continue;
         }
+        const char* why = w == 0 ? "nothing written" : strerror(errno);
         drain_diag();
         status = absl::DataLossError(absl::StrCat(spec_.target, ": agent upload cut off after ", sent, " of ",
-                                                  image.size, " bytes (", strerror(errno), "); it printed: ",
+                                                  image.size, " bytes (", why, "); it printed: ",
                                                   quote_output(text_)));
         return false;
       }

@@ -1,13 +1,22 @@
 // The wraps described in ctr_keystream.h. The linker sends calls of
 // _libssh2_cipher_crypt, EVP_CipherInit, EVP_CIPHER_CTX_copy, EVP_CIPHER_CTX_reset and
 // EVP_CIPHER_CTX_free to the __wrap_ functions here; __real_ names
-// OpenSSL's own.
+// libssh2's or OpenSSL's own.
 #include "transports/ctr_keystream.h"
+
+#include <libssh2.h>
 
 #include <string.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+
+// The wrap's signature is libssh2 1.10's; 1.11 added an argument (and
+// AES-GCM). meson.build leaves this file out for other versions.
+#if LIBSSH2_VERSION_NUM >= 0x010b00
+#error "ctr_keystream.cc wraps _libssh2_cipher_crypt as libssh2 1.10 declares it"
+#endif
 
 extern "C" {
 int __real__libssh2_cipher_crypt(EVP_CIPHER_CTX** ctx, const EVP_CIPHER* (*algo)(), int encrypt,
@@ -61,7 +70,11 @@ void xor_bytes(unsigned char* data, const unsigned char* key, size_t n) {
   for (; i < n; ++i) data[i] ^= key[i];
 }
 
+std::atomic<uint64_t> g_bytes_made{0};
+
 }  // namespace
+
+uint64_t keystream_bytes_made() { return g_bytes_made.load(std::memory_order_relaxed); }
 
 bool served_from_keystream(const EVP_CIPHER_CTX* ctx) { return keystream_of(ctx) != nullptr; }
 
@@ -88,6 +101,7 @@ extern "C" int __wrap__libssh2_cipher_crypt(EVP_CIPHER_CTX** ctxp, const EVP_CIP
       memset(ks->bytes, 0, kKeystreamBytes);
       if (EVP_Cipher(ctx, ks->bytes, ks->bytes, kKeystreamBytes) <= 0) return 1;
       ks->used = 0;
+      spindle::g_bytes_made.fetch_add(kKeystreamBytes, std::memory_order_relaxed);
     }
     size_t n = std::min(blocksize - done, kKeystreamBytes - ks->used);
     spindle::xor_bytes(block + done, ks->bytes + ks->used, n);

@@ -40,6 +40,7 @@
 #include <openssl/evp.h>
 
 #include <cstddef>
+#include <cstdint>
 
 namespace spindle {
 
@@ -49,6 +50,9 @@ inline constexpr size_t kKeystreamBytes = 16 * 1024;
 // True when `ctx` is being served from a buffered keystream: the program
 // was linked with the wraps and `ctx` is a CTR context that has been used.
 bool served_from_keystream(const EVP_CIPHER_CTX* ctx);
+
+// Any thread. Bytes of keystream made so far, by all contexts.
+uint64_t keystream_bytes_made();
 
 }  // namespace spindle
 
