@@ -98,8 +98,9 @@ extern "C" int __wrap__libssh2_cipher_crypt(EVP_CIPHER_CTX** ctxp, const EVP_CIP
   }
   for (size_t done = 0; done < blocksize;) {
     if (ks->used == kKeystreamBytes) {
-      memset(ks->bytes, 0, kKeystreamBytes);
-      if (EVP_Cipher(ctx, ks->bytes, ks->bytes, kKeystreamBytes) <= 0) return 1;
+      // Counter mode on zeros gives the keystream itself.
+      static const unsigned char kZeros[kKeystreamBytes] = {};
+      if (EVP_Cipher(ctx, ks->bytes, kZeros, kKeystreamBytes) <= 0) return 1;
       ks->used = 0;
       spindle::g_bytes_made.fetch_add(kKeystreamBytes, std::memory_order_relaxed);
     }
