@@ -29,6 +29,7 @@
 #include "router/router.h"
 #include "transports/agent.h"
 #include "transports/bootstrap.h"
+#include "transports/first_stage.h"
 #ifdef SPINDLE_CTR_KEYSTREAM
 #include "transports/ctr_keystream.h"
 #endif
@@ -231,6 +232,41 @@ TEST_F(Master, TheAgentUploadedIsTheLoadedPartOfTheExecutable) {
     if ((sh.sh_flags & SHF_ALLOC) == 0 || sh.sh_type == SHT_NOBITS) continue;
     EXPECT_LE(sh.sh_offset + sh.sh_size, stored.size()) << "section " << i << " is cut off";
   }
+}
+
+// An upload prunes agents stored more than kPruneAfterDays ago, and only
+// those (first_stage.h).
+TEST_F(Master, AnUploadPrunesOldAgentsFromTheCache) {
+  std::string cache = scratch("cache_prune");
+  std::string dir = cache + "/spindle";
+  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+  auto make = [&](const std::string& name, int days_old) {
+    std::string path = dir + "/" + name;
+    std::ofstream(path) << "an agent";
+    struct timespec when[2];
+    clock_gettime(CLOCK_REALTIME, &when[0]);
+    when[0].tv_sec -= days_old * 86400;
+    when[1] = when[0];
+    EXPECT_EQ(utimensat(AT_FDCWD, path.c_str(), when, 0), 0);
+    return path;
+  };
+  std::string old_agent = make(std::string(64, 'a'), kPruneAfterDays + 10);
+  std::string recent_agent = make(std::string(64, 'b'), kPruneAfterDays - 10);
+  std::string not_an_agent = make("notes", kPruneAfterDays + 10);
+  LocalOptions o;
+  o.use_first_stage = true;
+  o.env = {absl::StrCat("XDG_CACHE_HOME=", cache)};
+  uint64_t before = agent_uploads();
+  absl::StatusOr<Context> c = router_.local(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(agent_uploads(), before + 1);
+  struct stat st;
+  EXPECT_NE(stat(old_agent.c_str(), &st), 0) << "an agent older than the limit was kept";
+  EXPECT_EQ(stat(recent_agent.c_str(), &st), 0) << "a recent agent was pruned";
+  EXPECT_EQ(stat(not_an_agent.c_str(), &st), 0) << "a file not named like an agent was pruned";
+  absl::StatusOr<AgentImage> image = agent_image();
+  ASSERT_TRUE(image.ok());
+  EXPECT_EQ(stat(absl::StrCat(dir, "/", image->sha256).c_str(), &st), 0);
 }
 
 // A directory of fake commands put first in PATH.

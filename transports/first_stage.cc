@@ -31,6 +31,8 @@ std::string shell_quote(std::string_view arg) {
 //    that the compiler sees no ??- trigraph).
 //  - head -c reads exactly N bytes and stops: the frames that follow the
 //    agent's start stay in the stream.
+//  - A new agent's arrival prunes the cache (see first_stage.h); find's
+//    failure, or its absence, only leaves old agents where they were.
 std::string first_stage_script(const AgentImage& image, const AgentSetup& setup) {
   return absl::StrCat(
       "umask 077;S=", image.sha256, ";N=", image.size, ";P=", shell_quote(image.platform), ";",
@@ -53,7 +55,9 @@ std::string first_stage_script(const AgentImage& image, const AgentSetup& setup)
       "[ $g = $N ]||{ rm -f \"$t\";e \"agent upload cut off: $g of $N bytes arrived\";};",
       "h=$( (sha256sum||shasum -a 256||sha256) <\"$t\" 2>/dev/null);",
       "case $h in $S*);;*)rm -f \"$t\";e \"agent upload corrupt: sha256 $h, want $S\";;esac;",
-      "chmod 700 \"$t\"&&mv -f \"$t\" \"$f\"||e \"cannot store the agent in $c\";fi;",
+      "chmod 700 \"$t\"&&mv -f \"$t\" \"$f\"||e \"cannot store the agent in $c\";",
+      "find \"$c/.\" ! -name . -prune -name '[0-9a-f]*' -mtime +", kPruneAfterDays,
+      " -exec rm -f {} + 2>/dev/null;fi;",
       "exec \"$f\" $A");
 }
 

@@ -20,7 +20,11 @@
 // by the user and writable by nobody else (made 0700 when missing). The
 // agent is stored under its SHA-256, written to a temporary file first,
 // checked, and renamed into place, so a cut-off upload leaves nothing a
-// later connection would trust.
+// later connection would trust. Each upload also removes the agents
+// stored there more than kPruneAfterDays ago: every version of a program
+// leaves one, and nothing else would. An agent still in use that goes is
+// uploaded again at its next connection (a connection starting it at
+// that very moment fails, saying the agent did not start).
 #ifndef SPINDLE_TRANSPORTS_FIRST_STAGE_H_
 #define SPINDLE_TRANSPORTS_FIRST_STAGE_H_
 
@@ -32,6 +36,7 @@
 namespace spindle {
 
 inline constexpr size_t kMarkerSize = 8;
+inline constexpr int kPruneAfterDays = 30;
 std::string script_marker();  // printed by the first stage
 std::string agent_marker();   // printed by the agent
 
