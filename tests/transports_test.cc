@@ -85,6 +85,13 @@ class Master : public ::testing::Test {
     EXPECT_EQ(system(cmd.c_str()), 0);
     return d;
   }
+  // A local context started through the first stage, caching in `cache`.
+  absl::StatusOr<Context> local_through_first_stage(const std::string& cache) {
+    LocalOptions o;
+    o.use_first_stage = true;
+    o.env = {absl::StrCat("XDG_CACHE_HOME=", cache)};
+    return router_.local(o);
+  }
   Broker broker_;
   Router router_;
   std::mutex mu_;
@@ -164,11 +171,8 @@ TEST_F(Master, LocalIsAFreshProcessOfThisProgram) {
 
 TEST_F(Master, FirstStageUploadsOnceThenUsesTheCache) {
   std::string cache = scratch("cache1");
-  LocalOptions o;
-  o.use_first_stage = true;
-  o.env = {absl::StrCat("XDG_CACHE_HOME=", cache)};
   uint64_t before = agent_uploads();
-  absl::StatusOr<Context> c = router_.local(o);
+  absl::StatusOr<Context> c = local_through_first_stage(cache);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(agent_uploads(), before + 1);
   absl::StatusOr<AgentImage> image = agent_image();
@@ -182,7 +186,7 @@ TEST_F(Master, FirstStageUploadsOnceThenUsesTheCache) {
   EXPECT_EQ(dir.st_mode & 0777, 0700u);
   EXPECT_EQ(*c->call(whoami), whoami());
 
-  absl::StatusOr<Context> again = router_.local(o);
+  absl::StatusOr<Context> again = local_through_first_stage(cache);
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(agent_uploads(), before + 1);  // nothing uploaded
   struct stat st2;
@@ -203,10 +207,7 @@ std::string file_contents(const std::string& path) {
 // no section headers.
 TEST_F(Master, TheAgentUploadedIsTheLoadedPartOfTheExecutable) {
   std::string cache = scratch("cache_loaded");
-  LocalOptions o;
-  o.use_first_stage = true;
-  o.env = {absl::StrCat("XDG_CACHE_HOME=", cache)};
-  absl::StatusOr<Context> c = router_.local(o);
+  absl::StatusOr<Context> c = local_through_first_stage(cache);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(*c->call(whoami), whoami());
   absl::StatusOr<AgentImage> image = agent_image();
@@ -253,11 +254,8 @@ TEST_F(Master, AnUploadPrunesOldAgentsFromTheCache) {
   std::string old_agent = make(std::string(64, 'a'), kPruneAfterDays + 10);
   std::string recent_agent = make(std::string(64, 'b'), kPruneAfterDays - 10);
   std::string not_an_agent = make("notes", kPruneAfterDays + 10);
-  LocalOptions o;
-  o.use_first_stage = true;
-  o.env = {absl::StrCat("XDG_CACHE_HOME=", cache)};
   uint64_t before = agent_uploads();
-  absl::StatusOr<Context> c = router_.local(o);
+  absl::StatusOr<Context> c = local_through_first_stage(cache);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(agent_uploads(), before + 1);
   struct stat st;
