@@ -37,7 +37,7 @@ int reserve(int fd, uint64_t size) {
 }
 
 // A reference to the file that a rename to `path` would replace, or -1;
-// `beside` is a descriptor on the same file system. Why: the rename drops
+// `beside` is a path on the same file system. Why: the rename drops
 // the replaced file's last link while it holds the directory's lock, and
 // when that is the inode's last reference too, the kernel frees all of
 // the file's cached pages there (15-20 ms for 256 MiB here, more where
@@ -46,10 +46,10 @@ int reserve(int fd, uint64_t size) {
 // the lock. O_PATH opens nothing: no side effect on a FIFO or a device, no
 // permission needed to read. Only on local file systems: an NFS client
 // renames a target in use aside (.nfsXXXX) before replacing it.
-int hold_replaced(int beside, const std::string& path) {
+int hold_replaced(const std::string& beside, const std::string& path) {
 #if defined(__linux__) && defined(O_PATH)
   struct statfs fs;
-  if (fstatfs(beside, &fs) != 0) return -1;
+  if (statfs(beside.c_str(), &fs) != 0) return -1;
   switch (static_cast<unsigned long>(fs.f_type)) {
     case EXT4_SUPER_MAGIC:
     case XFS_SUPER_MAGIC:
@@ -120,13 +120,9 @@ absl::Status TempFile::commit(uint32_t mode) {
   if (reserved_ > length_ && ftruncate(fd_, static_cast<off_t>(length_)) != 0) {
     return file_error(errno, "truncate", destination_);
   }
-  int replaced = hold_replaced(fd_, destination_);
   int fd = std::exchange(fd_, -1);
-  if (close(fd) != 0) {
-    int err = errno;
-    if (replaced >= 0) close(replaced);
-    return file_error(err, "write", destination_);
-  }
+  if (close(fd) != 0) return file_error(errno, "write", destination_);
+  int replaced = hold_replaced(temp_, destination_);
   int renamed = rename(temp_.c_str(), destination_.c_str());
   int err = errno;
   if (replaced >= 0) close(replaced);

@@ -57,8 +57,8 @@ class TempFile {
   // Sets the permission bits, closes (reporting a delayed write error) and
   // renames over the destination; blocks reserved past the written length
   // are released. The file replaced is freed after the rename, outside the
-  // directory's lock (see hold_replaced() in temp_file.cc). After a failure the temporary file goes
-  // with the object, as if never committed.
+  // directory's lock (see hold_replaced() in temp_file.cc). After a
+  // failure the temporary file goes with the object, as if never committed.
   absl::Status commit(uint32_t mode);
 
   const std::string& destination() const { return destination_; }

@@ -209,7 +209,9 @@ TEST_F(Master, TheAgentUploadedIsTheLoadedPartOfTheExecutable) {
   std::string cache = scratch("cache_loaded");
   absl::StatusOr<Context> c = local_through_first_stage(cache);
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(*c->call(whoami), whoami());
+  absl::StatusOr<std::string> who = c->call_async(whoami).get(absl::Seconds(30));
+  ASSERT_TRUE(who.ok()) << who.status();
+  EXPECT_EQ(*who, whoami());
   absl::StatusOr<AgentImage> image = agent_image();
   ASSERT_TRUE(image.ok());
   std::string stored = file_contents(absl::StrCat(cache, "/spindle/", image->sha256));
@@ -452,7 +454,9 @@ TEST_P(Ssh, Libssh2EncryptsThroughTheBulkKeystream) {
   ASSERT_TRUE(c.ok()) << c.status();
   const std::string big(4 << 20, 'k');
   uint64_t before = keystream_bytes_made();
-  EXPECT_EQ(*c->call(length_of, big), big.size());
+  absl::StatusOr<size_t> length = c->call_async(length_of, big).get(absl::Seconds(30));
+  ASSERT_TRUE(length.ok()) << length.status();
+  EXPECT_EQ(*length, big.size());
   EXPECT_GE(keystream_bytes_made() - before, big.size());
 }
 #endif
