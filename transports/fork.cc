@@ -42,6 +42,11 @@
 namespace spindle {
 namespace {
 
+#ifdef __GLIBC__
+// Free heap, in bytes, above which fork() trims the heap first (see there).
+constexpr size_t kTrimAboveBytes = 1 << 20;
+#endif
+
 // Closes every descriptor from 3 up but `keep_a` and `keep_b` (both 3 or
 // above).
 void close_inherited_fds(int keep_a, int keep_b) {
@@ -120,8 +125,10 @@ absl::StatusOr<Context> Router::fork(ForkOptions options) {
   // Free heap pages go back to the kernel first: otherwise the child's
   // malloc, consolidating free chunks it inherited, copies every page they
   // sit on (after 10,000 calls in flight, milliseconds of copy-on-write
-  // faults before the child's first call). Cheap when little is free.
-  malloc_trim(0);
+  // faults before the child's first call). Not when little is free: then
+  // the trim, and the parent's faults on the pages it gave back, cost more
+  // than the few copies they spare the child.
+  if (mallinfo2().fordblks >= kTrimAboveBytes) malloc_trim(0);
 #endif
   broker_->cork();
   pid_t pid = ::fork();
