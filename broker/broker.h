@@ -2,7 +2,10 @@
 //
 // Owns the Poller, the timers, the deferred-call queue and the child-process
 // watcher. Everything that touches a Stream, a Side or the route table runs
-// on this thread; other threads get there through defer().
+// on this thread; other threads get there through defer(). Until start(),
+// the thread that will call it stands in for the broker thread: it may call
+// the "broker thread only" methods (a child context connects to its parent
+// that way, before its broker thread exists).
 //
 // Waiting: before it blocks in the poller the loop spins for a few
 // microseconds (see latch_internal::spin_budget()), polling without

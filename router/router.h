@@ -119,7 +119,7 @@ class Router : public Stream::Protocol {
   std::string context_name(uint32_t id);
 
   // Any thread but the broker's. Starts a child by fork() (see
-  // transports/fork.cc): the child keeps only its end of a new socketpair,
+  // transports/fork.cc): the child keeps only its ends of two new pipes,
   // starts a fresh Broker and Router and says it is ready before this
   // returns.
   absl::StatusOr<Context> fork(ForkOptions options = {});
