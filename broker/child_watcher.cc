@@ -91,8 +91,7 @@ ChildWatcher::~ChildWatcher() {
 void ChildWatcher::watch(pid_t pid, Broker::ExitHandler on_exit) {
   broker_->assert_broker_thread();
   int pidfd = use_pidfd_ ? open_pidfd(pid) : -1;
-  if (pidfd >= 0) {
-    fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+  if (pidfd >= 0) {  // close-on-exec already: pidfd_open() sets it
     children_[pid] = Child{pidfd, std::move(on_exit)};
     broker_->watch(pidfd, true, false, [this, pid](const PollEvent&) { reap(pid); });
     return;

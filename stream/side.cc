@@ -46,6 +46,13 @@ Side::Side(int fd, std::string name) : fd_(fd), is_socket_(false), is_pipe_(fals
   if (fdfl >= 0 && !(fdfl & FD_CLOEXEC)) fcntl(fd_, F_SETFD, fdfl | FD_CLOEXEC);
 }
 
+Side::Side(int fd, std::string name, KnownPipe)
+    : fd_(fd), is_socket_(false), is_pipe_(true), name_(std::move(name)) {}
+
+std::unique_ptr<Side> Side::pipe_end(int fd, std::string name) {
+  return std::unique_ptr<Side>(new Side(fd, std::move(name), KnownPipe{}));
+}
+
 Side::~Side() { close(); }
 
 void Side::close() {

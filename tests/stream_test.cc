@@ -157,23 +157,29 @@ TEST(SideTest, WriteToSocketWhosePeerClosedIsDisconnectNotSigpipe) {
   EXPECT_EQ(r.error, EPIPE);
 }
 
+// Both ways to make a Side of a pipe: the constructor finds out that it is
+// one; pipe_end() is told (and would let SIGPIPE kill the test if it took
+// the pipe for something else).
 TEST(SideTest, WriteToPipeWhoseReaderClosedIsDisconnectNotSigpipe) {
-  int p[2];
-  ASSERT_EQ(pipe(p), 0);
-  Side side(p[1], "tx");
-  close(p[0]);
-  IoResult r = side.write("x", 1);
-  EXPECT_EQ(r.kind, IoResult::kDisconnected);
-  EXPECT_EQ(r.error, EPIPE);
-  iovec iov[1] = {{const_cast<char*>("a"), 1}};
-  r = side.writev(iov, 1);
-  EXPECT_EQ(r.kind, IoResult::kDisconnected);
-  EXPECT_EQ(r.error, EPIPE);
-  // A SIGPIPE the caller blocked and left pending is not ours to consume,
-  // and none of ours may be left behind.
-  sigset_t pending;
-  sigpending(&pending);
-  EXPECT_FALSE(sigismember(&pending, SIGPIPE));
+  for (bool told : {false, true}) {
+    SCOPED_TRACE(told ? "Side::pipe_end" : "Side::Side");
+    int p[2];
+    ASSERT_EQ(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    std::unique_ptr<Side> side = told ? Side::pipe_end(p[1], "tx") : std::make_unique<Side>(p[1], "tx");
+    close(p[0]);
+    IoResult r = side->write("x", 1);
+    EXPECT_EQ(r.kind, IoResult::kDisconnected);
+    EXPECT_EQ(r.error, EPIPE);
+    iovec iov[1] = {{const_cast<char*>("a"), 1}};
+    r = side->writev(iov, 1);
+    EXPECT_EQ(r.kind, IoResult::kDisconnected);
+    EXPECT_EQ(r.error, EPIPE);
+    // A SIGPIPE the caller blocked and left pending is not ours to consume,
+    // and none of ours may be left behind.
+    sigset_t pending;
+    sigpending(&pending);
+    EXPECT_FALSE(sigismember(&pending, SIGPIPE));
+  }
 }
 
 #if defined(__linux__)

@@ -67,11 +67,12 @@ void close_inherited_fds(int keep_a, int keep_b) {
   close_from_to(hi + 1, ~0u);
 }
 
-// pipe2(), with both ends at 3 or above: a process started with stdin
-// (or more) closed gets its lowest free descriptors back, and the child
-// keeps descriptors 0-2 for its stdio (and closes from 3 up).
+// pipe2(), non-blocking and close-on-exec (as Side::pipe_end() expects),
+// with both ends at 3 or above: a process started with stdin (or more)
+// closed gets its lowest free descriptors back, and the child keeps
+// descriptors 0-2 for its stdio (and closes from 3 up).
 bool pipe_above_stdio(int fds[2]) {
-  if (pipe2(fds, O_CLOEXEC) != 0) return false;
+  if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return false;
   for (int i = 0; i < 2; ++i) {
     if (fds[i] >= 3) continue;
     int moved = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
@@ -140,8 +141,8 @@ absl::StatusOr<Context> Router::fork(ForkOptions options) {
     setup.name = name;
     setup.parent_ids = std::move(parents);
     setup.router_options = options_;
-    setup.rx = std::make_unique<Side>(down[0], "parent");
-    setup.tx = std::make_unique<Side>(up[1], "parent");
+    setup.rx = Side::pipe_end(down[0], "parent");
+    setup.tx = Side::pipe_end(up[1], "parent");
     setup.tx->allow_splice();  // the parent reads it with a Stream
     setup.ready_handle = ready.handle();
     run_child_context(std::move(setup));
@@ -164,8 +165,8 @@ absl::StatusOr<Context> Router::fork(ForkOptions options) {
   // Queued while the broker is still parked, so it adopts the stream as
   // soon as it is released, without another wake-up. The task owns the
   // descriptors: a broker that stops first drops it and closes them.
-  auto from_child = std::make_unique<Side>(up[0], name);
-  auto to_child = std::make_unique<Side>(down[1], name);
+  auto from_child = Side::pipe_end(up[0], name);
+  auto to_child = Side::pipe_end(down[1], name);
   to_child->allow_splice();  // the child reads it with a Stream
   broker_->defer([this, cid, name, pid, rx = std::move(from_child), tx = std::move(to_child)]() mutable {
     connect_child(cid, name, pid, std::move(rx), std::move(tx));
