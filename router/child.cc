@@ -175,12 +175,16 @@ void run_child_context(ChildSetup setup) {
     }
     return false;
   });
-  // Connected, and "ready" said, before the broker thread starts: this
-  // thread may act as the broker's until then (see Broker), and the parent
-  // reads "ready" and sends its first call while the thread starts, instead
-  // of after (a tenth of a fork's set-up on a 2-core machine).
+  // Connected before the broker thread starts, this thread standing in for
+  // it (see Broker), and "ready" said as soon as it has started: the parent
+  // need not wait for the new thread to be scheduled and to run a task
+  // first. (Said before start(), "ready" came sooner still, but the
+  // parent's first call then raced the thread's creation, and calls to the
+  // child settled more often on a slow placement of the four threads.)
   router->connect_parent(std::move(setup.rx), std::move(setup.tx));
   router->on_parent_lost([broker](const std::string&) { broker->shutdown(); });
+  for (const auto& o : outputs) o->watch();
+  broker->start();
   if (setup.ready_handle != kNoHandle) {
     Message hello;
     hello.dst_id = setup.parent_ids.empty() ? kMasterId : setup.parent_ids.back();
@@ -188,8 +192,6 @@ void run_child_context(ChildSetup setup) {
     hello.handle = setup.ready_handle;
     router->route(std::move(hello));
   }
-  for (const auto& o : outputs) o->watch();
-  broker->start();
   Dispatcher(router).run(*calls);
   broker->join();
   _exit(0);
