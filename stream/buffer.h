@@ -16,6 +16,10 @@
 // What is kept: buffers under kSpareBudget, up to kSpareBudget bytes in
 // all, for requests of any large size; and one larger buffer, the largest
 // seen, for requests of kSpareBudget or more.
+//
+// Forks: spares are not inherited (MADV_DONTFORK while kept), so that a
+// fork does not copy their page tables; a child of fork() starts with none.
+// A buffer handed out is inherited like any memory.
 #ifndef SPINDLE_STREAM_BUFFER_H_
 #define SPINDLE_STREAM_BUFFER_H_
 
