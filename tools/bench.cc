@@ -1,8 +1,12 @@
 // spindle-bench: one "name value" line per figure, with the names and
 // workloads of ../shared/bench/mitogen_bench.py, so both run side by side
-// on one machine and compare as ratios. See BENCHMARKS.md.
+// on one machine and compare as ratios. See BENCHMARKS.md. Figures of our
+// own, to see where time goes, run only when named
+// (`spindle-bench fork_cycle_parts`).
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -83,7 +87,47 @@ bool wanted(int argc, char** argv, std::string_view name) {
   return false;
 }
 
+// Diagnostic figures, not mitogen's: measured only when named.
+bool named(int argc, char** argv, std::string_view name) { return argc >= 2 && wanted(argc, argv, name); }
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+double cpu_us(const rusage& r) {
+  return 1e6 * (r.ru_utime.tv_sec + r.ru_stime.tv_sec) + (r.ru_utime.tv_usec + r.ru_stime.tv_usec);
+}
+
 }  // namespace
+
+// fork_setup_ms's cycle, K times (1,000 by default): the median of each of
+// its parts, and the CPU the master and its children used per cycle.
+void bench_fork_cycle_parts(spindle::Router& router) {
+  const int k = env_int("K", 1000);
+  std::vector<double> fork_us, call_us, shutdown_us;
+  rusage self0, kids0, self1, kids1;
+  getrusage(RUSAGE_SELF, &self0);
+  getrusage(RUSAGE_CHILDREN, &kids0);
+  for (int i = 0; i < k; ++i) {
+    double t0 = now();
+    spindle::Context c = check(router.fork());
+    double t1 = now();
+    check(c.call(do_nothing));
+    double t2 = now();
+    check(c.shutdown(true));
+    double t3 = now();
+    fork_us.push_back(1e6 * (t1 - t0));
+    call_us.push_back(1e6 * (t2 - t1));
+    shutdown_us.push_back(1e6 * (t3 - t2));
+  }
+  getrusage(RUSAGE_SELF, &self1);
+  getrusage(RUSAGE_CHILDREN, &kids1);
+  printf("fork_cycle_fork_us %.0f\nfork_cycle_call_us %.0f\nfork_cycle_shutdown_us %.0f\n", median(fork_us),
+         median(call_us), median(shutdown_us));
+  printf("fork_cycle_master_cpu_us %.0f\nfork_cycle_child_cpu_us %.0f\n", (cpu_us(self1) - cpu_us(self0)) / k,
+         (cpu_us(kids1) - cpu_us(kids0)) / k);
+}
 
 // One call on each context at once; returns the wall time in ms.
 double call_each(std::vector<spindle::Context>& contexts) {
@@ -193,6 +237,8 @@ int main(int argc, char** argv) {
     }
     printf("fork_setup_ms %.2f\n", 1e3 * (now() - t0) / k);
   }
+
+  if (named(argc, argv, "fork_cycle_parts")) bench_fork_cycle_parts(router);
 
   if (wanted(argc, argv, "large_msg_MiBps")) {
     std::string s(64 << 20, ' ');
