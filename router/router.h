@@ -156,7 +156,8 @@ class Router : public Stream::Protocol {
 
   // A child-side router: `id` with ancestors `parent_ids` (nearest last).
   Router(Broker* broker, Options options, uint32_t id, std::vector<uint32_t> parent_ids);
-  // Broker thread only. Adopts a stream to the parent context.
+  // Broker thread only (before the broker starts, the thread that will
+  // start it: see Broker). Adopts a stream to the parent context.
   void connect_parent(std::unique_ptr<Side> rx, std::unique_ptr<Side> tx);
   // Broker thread only. Adopts a stream to a new child context `id`,
   // running as process `pid` (or -1), and announces its route upward.

@@ -41,7 +41,8 @@ Spares& spares() {
 // each fork, and each child's exit, 2.3 ms slower. A buffer leaving the
 // pool is inherited again first, so that whoever gets it, or malloc when
 // it is freed, hands memory that forks normally. Only the whole pages
-// inside the buffer are marked: the allocator's headers around it stay.
+// inside the buffer are marked: the allocator's headers around it stay,
+// and a string without a whole page (an empty one) is left alone.
 void set_inherited(const std::string& s, bool inherited) {
 #ifdef MADV_DONTFORK
   static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
@@ -73,7 +74,7 @@ std::string take_spare(size_t n) {
   } else if (n >= kSpareBudget && s.largest.capacity() >= n) {
     out.swap(s.largest);
   }
-  if (out.capacity() >= kLargeBuffer) set_inherited(out, true);
+  set_inherited(out, true);
   return out;
 }
 
@@ -101,7 +102,7 @@ void recycle_buffer(std::string&& s) {
     if (cap <= p.largest.capacity()) return;
     set_inherited(s, false);
     p.largest.swap(s);
-    if (s.capacity() >= kLargeBuffer) set_inherited(s, true);  // the one replaced, freed by the caller
+    set_inherited(s, true);  // the one replaced, freed by the caller
     return;
   }
   if (p.kept_bytes + cap > kSpareBudget) return;
@@ -121,7 +122,7 @@ void release_spare_buffers() {
     s.kept_bytes = 0;
   }
   for (const std::string& k : kept) set_inherited(k, true);
-  if (largest.capacity() >= kLargeBuffer) set_inherited(largest, true);
+  set_inherited(largest, true);
 }
 
 }  // namespace spindle
