@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <thread>
@@ -27,13 +28,14 @@ std::string demangle(const char* name) {
   return out;
 }
 
-// Replaces fd `target` with the write end of a new pipe; returns the read end.
+// Replaces fd `target` with the write end of a new pipe (blocking, as
+// writers of stdout expect); returns the read end, which OutputForwarder
+// makes non-blocking.
 int capture_fd(int target) {
   int p[2];
   if (pipe2(p, O_CLOEXEC) != 0) return -1;
   dup2(p[1], target);
   close(p[1]);
-  fcntl(p[0], F_SETFL, O_NONBLOCK);
   return p[0];
 }
 
@@ -193,6 +195,16 @@ void run_child_context(ChildSetup setup) {
     router->route(std::move(hello));
   }
   Dispatcher(router).run(*calls);
+  // The context is shutting down: the broker thread will _exit once it has
+  // drained. Left asleep in join(), this thread would be woken by that
+  // _exit only to be ended, and the process is not gone, nor its parent
+  // told, until it has been. Leaving now, while the broker drains, takes
+  // that wake-up off the end of every shutdown (BENCHMARKS.md, stop 16).
+  // By the system call: pthread_exit() would unwind the stack first, and
+  // may load libgcc_s to do it.
+#ifdef __linux__
+  syscall(SYS_exit, 0);
+#endif
   broker->join();
   _exit(0);
 }

@@ -5,7 +5,8 @@
 // another in arrival order; a function registered concurrent (registry.h)
 // gets a thread of its own per call. A call that hangs never blocks the
 // broker, so a shutdown request or the loss of the parent still ends the
-// process: the broker thread exits it once its loop has stopped.
+// process: the broker thread exits it once its loop has stopped. (On Linux
+// the dispatcher thread, idle by then, leaves as the shutdown begins.)
 #ifndef SPINDLE_ROUTER_CHILD_H_
 #define SPINDLE_ROUTER_CHILD_H_
 

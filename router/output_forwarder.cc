@@ -9,7 +9,7 @@ namespace spindle {
 OutputForwarder::OutputForwarder(Router* router, int fd, std::string context, std::string source)
     : router_(router), fd_(fd), context_(std::move(context)), source_(std::move(source)) {
   int fl = fcntl(fd_, F_GETFL);
-  if (fl >= 0) fcntl(fd_, F_SETFL, fl | O_NONBLOCK);
+  if (fl >= 0 && !(fl & O_NONBLOCK)) fcntl(fd_, F_SETFL, fl | O_NONBLOCK);
 }
 
 OutputForwarder::~OutputForwarder() {
