@@ -183,6 +183,13 @@ void Router::add_fixed_handler(uint32_t handle, Handler fn, Policy policy) {
 void Router::del_handler(uint32_t handle) {
   std::lock_guard<AdaptiveMutex> lock(handlers_mu_);
   handlers_.erase(handle);
+  // A table grown by many calls in flight keeps its size, and each later
+  // handle lands on a random page of it: once fork() has shared those pages
+  // with children, a copy-on-write fault per handle added or removed. So a
+  // mostly empty table is shrunk (16x below full, so it does not flap).
+  if (handlers_.capacity() > kHandlersShrinkAbove && handlers_.size() < handlers_.capacity() / 16) {
+    handlers_.rehash(0);
+  }
 }
 
 Context Router::context(uint32_t id, std::string name) {

@@ -227,6 +227,8 @@ class Router : public Stream::Protocol {
   // delivers replies: waiters spin before they sleep.
   AdaptiveMutex handlers_mu_;
   absl::flat_hash_map<uint32_t, HandlerEntry> handlers_;
+  // Slots (32 bytes each) below which the table is never shrunk.
+  static constexpr size_t kHandlersShrinkAbove = 1024;
   uint32_t next_handle_ = kFirstDynamicHandle;
 
   std::mutex names_mu_;

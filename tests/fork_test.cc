@@ -896,6 +896,42 @@ TEST_F(ForkTest, AChildDoesNotCopyTheHeapItsParentFreed) {
   EXPECT_LT(*faults, 1000);
 }
 
+// The master's handler table, grown by a burst of calls in flight, shrinks
+// once they are answered. Left at its size, every later call would add and
+// remove its reply handle on a random page of it, and once fork() has
+// shared those pages with children each is a copy-on-write fault.
+TEST_F(ForkTest, CallsAfterABurstInFlightFaultNoMoreThanBefore) {
+  auto ctx = Fork("burst");
+  ASSERT_OK(ctx);
+  const int calls = 32;
+  // Faults of `calls` calls made just after a fork, which leaves every page
+  // of the master shared with a child.
+  auto faults_of_calls = [&](const std::string& sharer) -> absl::StatusOr<int64_t> {
+    auto child = Fork(sharer);
+    if (!child.ok()) return child.status();
+    const int64_t before = minor_faults();
+    for (int i = 0; i < calls; ++i) {
+      absl::Status s = ctx->call_async(do_nothing).get(kDeadline);
+      if (!s.ok()) return s;
+    }
+    const int64_t faults = minor_faults() - before;
+    absl::Status s = Shutdown(*child);
+    if (!s.ok()) return s;
+    return faults;
+  };
+  auto before = faults_of_calls("sharer-before");
+  ASSERT_OK(before);
+  {
+    std::vector<CallHandle<void>> burst;
+    burst.reserve(20000);
+    for (int i = 0; i < 20000; ++i) burst.push_back(ctx->call_async(do_nothing));
+    for (auto& c : burst) ASSERT_OK(c.get(kDeadline));
+  }
+  auto after = faults_of_calls("sharer-after");
+  ASSERT_OK(after);
+  EXPECT_LT(*after, *before + calls / 2) << "before the burst: " << *before;
+}
+
 // A spare buffer (a 64 MiB message's, kept for the next one) is left out
 // of a child: fork() would copy its page table entries, 16,384 of them,
 // and the child's exit drop them (each fork 2.3 ms slower). The child
