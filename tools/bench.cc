@@ -102,8 +102,9 @@ double cpu_us(const rusage& r) {
 }  // namespace
 
 // fork_setup_ms's cycle, K times (1,000 by default): the median of each of
-// its parts, and the CPU the master and its children used per cycle, and
-// the page faults they took.
+// its parts; and per cycle, the CPU the master and its children used, how
+// often their threads went to sleep (voluntary context switches), and the
+// page faults they took.
 void bench_fork_cycle_parts(spindle::Router& router) {
   const int k = env_int("K", 1000);
   std::vector<double> fork_us, call_us, shutdown_us;
@@ -128,6 +129,8 @@ void bench_fork_cycle_parts(spindle::Router& router) {
          median(call_us), median(shutdown_us));
   printf("fork_cycle_master_cpu_us %.0f\nfork_cycle_child_cpu_us %.0f\n", (cpu_us(self1) - cpu_us(self0)) / k,
          (cpu_us(kids1) - cpu_us(kids0)) / k);
+  printf("fork_cycle_master_sleeps %.2f\nfork_cycle_child_sleeps %.2f\n",
+         static_cast<double>(self1.ru_nvcsw - self0.ru_nvcsw) / k, static_cast<double>(kids1.ru_nvcsw - kids0.ru_nvcsw) / k);
   printf("fork_cycle_master_faults %.1f\nfork_cycle_child_faults %.1f\n",
          static_cast<double>(self1.ru_minflt - self0.ru_minflt) / k,
          static_cast<double>(kids1.ru_minflt - kids0.ru_minflt) / k);
