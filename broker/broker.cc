@@ -282,6 +282,10 @@ void Broker::wait_for_events(int timeout_ms) {
     poller_->wait(0, events_);
     return;
   }
+  // Claimable by cork() from here to end_wait(), spinning or asleep: this
+  // takes no lock (the spin's clock is monotonic_ns()) and touches nothing
+  // but the poller and events_, which a forked child never uses.
+  wait_state_.store(kWaiting);
   // A check here is a system call, not a load: yield after each, since the
   // thread that this loop just handed work to may be waiting for this core.
   int64_t started;
@@ -293,14 +297,10 @@ void Broker::wait_for_events(int timeout_ms) {
   if (!ready) {
     sleeping_.store(true, std::memory_order_seq_cst);
     if (has_deferred_.load(std::memory_order_seq_cst)) timeout_ms = 0;
-    // Claimable only here, not while spinning: the spin reads the clock,
-    // and Abseil's clock may take a spin lock that a forked child would
-    // inherit locked.
-    wait_state_.store(kWaiting);
     poller_->wait(timeout_ms, events_);
-    end_wait();
     sleeping_.store(false, std::memory_order_relaxed);
   }
+  end_wait();
   spin_.finished(started);
 }
 

@@ -20,10 +20,11 @@
 // Corking: cork() parks the broker thread at a known point holding no lock,
 // so that fork() can copy the process in a consistent state; uncork()
 // releases it. Corks are counted: with several threads corking at once the
-// broker stays parked until the last uncork(). A broker asleep in the
-// poller already is at such a point: cork() claims it there with one atomic
-// exchange, and the broker, should an event wake it meanwhile, waits for the
-// uncork before it touches anything. Only a busy broker costs a hand-off.
+// broker stays parked until the last uncork(). A broker waiting for events,
+// asleep in the poller or spinning before it sleeps, is at such a point
+// already: cork() claims it there with one atomic exchange, and the broker,
+// once its wait ends, waits for the uncork before it touches anything. Only
+// a busy broker costs a hand-off.
 //
 // Helpers: share() spreads descriptors whose handling is CPU-bound over
 // this broker and helper brokers, one per usable core beyond the first.
@@ -195,8 +196,8 @@ class Broker {
   std::condition_variable cork_cv_;
   int corks_ = 0;        // cork() calls not yet matched by uncork()
   bool parked_ = false;  // the broker thread sits in a park task, or is claimed
-  // kWaiting while the loop sleeps in the poller (holding no lock); a
-  // cork() makes it kClaimed, the last uncork() kWaiting again.
+  // kWaiting while the loop waits for events (holding no lock); a cork()
+  // makes it kClaimed, the last uncork() kWaiting again.
   std::atomic<int> wait_state_{kBusy};
 
   // Helpers.

@@ -17,6 +17,7 @@
 #define SPINDLE_LATCH_LATCH_H_
 
 #include <sched.h>
+#include <time.h>
 
 #include <atomic>
 #include <mutex>
@@ -66,6 +67,15 @@ class ThreadWaker {
   WakeFd fd_;
 };
 
+// Nanoseconds of CLOCK_MONOTONIC. Unlike Abseil's clock, which may take a
+// spin lock to recalibrate, it takes no lock: a broker may be corked for
+// fork() while it spins reading it (broker.h).
+inline int64_t monotonic_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
 // How long a waiter spins before it sleeps; SPINDLE_SPIN_US overrides it
 // (0 disables spinning).
 absl::Duration spin_budget();
@@ -82,7 +92,7 @@ class SpinPolicy {
   // checks. Returns ready(). Sets *started for finished().
   template <typename F>
   bool spin(F&& ready, int64_t* started, int checks_per_yield) {
-    *started = absl::GetCurrentTimeNanos();
+    *started = monotonic_ns();
     if (ready()) return true;
     const int64_t budget_ns = absl::ToInt64Nanoseconds(spin_budget());
     if (budget_ns == 0 || !enabled_) return false;
@@ -95,12 +105,12 @@ class SpinPolicy {
       // Yield rather than only pause: on a machine with fewer cores than
       // busy threads the thread we wait for may be queued behind us.
       sched_yield();
-      if (absl::GetCurrentTimeNanos() >= end) return ready();
+      if (monotonic_ns() >= end) return ready();
     }
   }
   // Records how long the wait begun by spin() took in all.
   void finished(int64_t started) {
-    enabled_ = absl::GetCurrentTimeNanos() - started < 4 * absl::ToInt64Nanoseconds(spin_budget());
+    enabled_ = monotonic_ns() - started < 4 * absl::ToInt64Nanoseconds(spin_budget());
   }
 
  private:

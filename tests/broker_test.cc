@@ -397,9 +397,11 @@ TEST(BrokerTest, CorkParksTheBrokerUntilUncork) {
   EXPECT_EQ(*v, 1);
 }
 
-TEST(BrokerTest, CorkHoldsBackEventsThatArriveWhileParked) {
-  // An idle broker is claimed where it waits for events; an event that then
-  // wakes it must still wait for the uncork.
+// A cork() claims a broker that waits for events where it waits, asleep in
+// the poller or spinning before it sleeps; an event that then arrives must
+// still wait for the uncork. `asleep`: cork once the broker has slept past
+// its spin; else right after it handled an event, while it spins.
+void ExpectCorkHoldsBackEvents(bool asleep, int rounds) {
   Broker broker;
   broker.start();
   int p[2];
@@ -414,11 +416,17 @@ TEST(BrokerTest, CorkHoldsBackEventsThatArriveWhileParked) {
     watching.put(true);
   });
   ASSERT_TRUE(watching.get(kDeadline).ok());
-  absl::SleepFor(absl::Milliseconds(20));  // past the broker's spin: it sleeps in the poller
-  for (int round = 0; round < 3; ++round) {
+  for (int round = 0; round < rounds; ++round) {
+    if (asleep) {
+      absl::SleepFor(absl::Milliseconds(20));
+    } else {
+      ASSERT_EQ(write(p[1], "x", 1), 1);
+      ASSERT_TRUE(handled.get(kDeadline).ok()) << "round " << round;
+    }
     broker.cork();
     ASSERT_EQ(write(p[1], "x", 1), 1);
-    EXPECT_EQ(handled.get(absl::Milliseconds(100)).status().code(), absl::StatusCode::kDeadlineExceeded)
+    EXPECT_EQ(handled.get(absl::Milliseconds(asleep ? 100 : 5)).status().code(),
+              absl::StatusCode::kDeadlineExceeded)
         << "an event was handled while the broker was corked, round " << round;
     broker.uncork();
     EXPECT_TRUE(handled.get(kDeadline).ok()) << "uncork() did not release the broker, round " << round;
@@ -432,6 +440,10 @@ TEST(BrokerTest, CorkHoldsBackEventsThatArriveWhileParked) {
   close(p[0]);
   close(p[1]);
 }
+
+TEST(BrokerTest, CorkHoldsBackEventsThatArriveWhileParked) { ExpectCorkHoldsBackEvents(true, 3); }
+
+TEST(BrokerTest, CorkHoldsBackEventsThatArriveWhileItSpins) { ExpectCorkHoldsBackEvents(false, 100); }
 
 // Runs `body` on its own thread and waits for it, bounded. On a timeout the
 // thread (and `keep`) are leaked so that the test fails instead of hanging.
