@@ -1,10 +1,13 @@
 #!/bin/sh
-# The newcomer's first command: install, build, and try the spindle tool on
-# local contexts (no SSH needed). The C++ API demo is build/tools/spindle-demo.
+# The newcomer's first command: install, build, run the C++ API demo (calls
+# in forked children, a grandchild and a fresh process, one remote error),
+# then try the spindle tool on local contexts (no SSH needed).
 set -eu
 cd "$(dirname "$0")/.."
 tools/setup.sh
 ninja -C build -j"$(nproc)" >/dev/null
+echo "\$ build/tools/spindle-demo"
+build/tools/spindle-demo
 S=build/tools/spindle
 show() {
   echo
