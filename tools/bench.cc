@@ -127,13 +127,18 @@ void bench_fork_cycle_parts(spindle::Router& router) {
   getrusage(RUSAGE_CHILDREN, &kids1);
   printf("fork_cycle_fork_us %.0f\nfork_cycle_call_us %.0f\nfork_cycle_shutdown_us %.0f\n", median(fork_us),
          median(call_us), median(shutdown_us));
-  printf("fork_cycle_master_cpu_us %.0f\nfork_cycle_child_cpu_us %.0f\n", (cpu_us(self1) - cpu_us(self0)) / k,
-         (cpu_us(kids1) - cpu_us(kids0)) / k);
-  printf("fork_cycle_master_sleeps %.2f\nfork_cycle_child_sleeps %.2f\n",
-         static_cast<double>(self1.ru_nvcsw - self0.ru_nvcsw) / k, static_cast<double>(kids1.ru_nvcsw - kids0.ru_nvcsw) / k);
-  printf("fork_cycle_master_faults %.1f\nfork_cycle_child_faults %.1f\n",
-         static_cast<double>(self1.ru_minflt - self0.ru_minflt) / k,
-         static_cast<double>(kids1.ru_minflt - kids0.ru_minflt) / k);
+  // One figure per cycle for the master and for its children: `of` reads
+  // it from a rusage.
+  auto per_cycle = [&](const char* what, const char* format, auto of) {
+    printf("fork_cycle_master_%s ", what);
+    printf(format, (of(self1) - of(self0)) / k);
+    printf("\nfork_cycle_child_%s ", what);
+    printf(format, (of(kids1) - of(kids0)) / k);
+    printf("\n");
+  };
+  per_cycle("cpu_us", "%.0f", cpu_us);
+  per_cycle("sleeps", "%.2f", [](const rusage& r) { return static_cast<double>(r.ru_nvcsw); });
+  per_cycle("faults", "%.1f", [](const rusage& r) { return static_cast<double>(r.ru_minflt); });
 }
 
 // One call on each context at once; returns the wall time in ms.
