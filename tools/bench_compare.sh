@@ -1,7 +1,8 @@
 #!/bin/sh
-# Runs spindle-bench, mitogen's anchor benchmark and this machine's floor
-# (../shared/bench/limits.c) in one go, and prints each figure side by side
-# with the ratio. RUNS=N repeats each benchmark N times and keeps the median.
+# Runs spindle-bench, mitogen's anchor benchmark and this machine's floors
+# (../shared/bench/limits.c and spindle-fork-floor) in one go, and prints
+# each figure side by side with the ratio. RUNS=N repeats each benchmark N
+# times and keeps the median.
 # Usage: tools/bench_compare.sh   (after tools/setup.sh and a build)
 set -eu
 cd "$(dirname "$0")/.."
@@ -33,3 +34,7 @@ for name in latch_roundtrip_us fork_roundtrip_us fork_setup_ms local_setup_ms la
 done
 echo "floor (limits.c):"
 sed 's/^/  /' "$tmp/limits.out"
+if [ -x build/tools/spindle-fork-floor ]; then
+  echo "floor of fork_setup's cycle (spindle-fork-floor child-thread parent-spin: spindle's threads):"
+  build/tools/spindle-fork-floor child-thread parent-spin | sed 's/^/  /'
+fi
