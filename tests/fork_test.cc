@@ -9,6 +9,9 @@
 // The suite forks, so it stays out of the ThreadSanitizer ('threaded') suite.
 #include <dirent.h>
 #include <fcntl.h>
+#ifdef __linux__
+#include <link.h>
+#endif
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -931,6 +934,21 @@ TEST_F(ForkTest, CallsAfterABurstInFlightFaultNoMoreThanBefore) {
   ASSERT_OK(after);
   EXPECT_LT(*after, *before + calls / 2) << "before the burst: " << *before;
 }
+
+#ifdef __linux__
+// The programs built here bind every function when they load (meson.build):
+// bound lazily, each function a child calls that its parent never did is
+// bound in the child, and its first lookup faults in pages of every
+// library's symbol tables (BENCHMARKS.md, stop 17).
+TEST(ForkBuildTest, ProgramBindsEveryFunctionAtLoad) {
+  bool now = false;
+  for (const ElfW(Dyn)* d = _DYNAMIC; d->d_tag != DT_NULL; ++d) {
+    if (d->d_tag == DT_FLAGS && (d->d_un.d_val & DF_BIND_NOW) != 0) now = true;
+    if (d->d_tag == DT_FLAGS_1 && (d->d_un.d_val & DF_1_NOW) != 0) now = true;
+  }
+  EXPECT_TRUE(now) << "linked without -Wl,-z,now";
+}
+#endif
 
 // A spare buffer (a 64 MiB message's, kept for the next one) is left out
 // of a child: fork() would copy its page table entries, 16,384 of them,
