@@ -20,6 +20,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
@@ -908,19 +909,23 @@ TEST_F(ForkTest, CallsAfterABurstInFlightFaultNoMoreThanBefore) {
   ASSERT_OK(ctx);
   const int calls = 32;
   // Faults of `calls` calls made just after a fork, which leaves every page
-  // of the master shared with a child.
+  // of the master shared with a child. The fewest of three tries: the count
+  // is the whole process's, and another thread may fault meanwhile.
   auto faults_of_calls = [&](const std::string& sharer) -> absl::StatusOr<int64_t> {
-    auto child = Fork(sharer);
-    if (!child.ok()) return child.status();
-    const int64_t before = minor_faults();
-    for (int i = 0; i < calls; ++i) {
-      absl::Status s = ctx->call_async(do_nothing).get(kDeadline);
+    int64_t fewest = INT64_MAX;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      auto child = Fork(absl::StrCat(sharer, "-", attempt));
+      if (!child.ok()) return child.status();
+      const int64_t before = minor_faults();
+      for (int i = 0; i < calls; ++i) {
+        absl::Status s = ctx->call_async(do_nothing).get(kDeadline);
+        if (!s.ok()) return s;
+      }
+      fewest = std::min(fewest, minor_faults() - before);
+      absl::Status s = Shutdown(*child);
       if (!s.ok()) return s;
     }
-    const int64_t faults = minor_faults() - before;
-    absl::Status s = Shutdown(*child);
-    if (!s.ok()) return s;
-    return faults;
+    return fewest;
   };
   auto before = faults_of_calls("sharer-before");
   ASSERT_OK(before);
