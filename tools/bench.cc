@@ -6,8 +6,6 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -20,6 +18,7 @@
 #include "router/context.h"
 #include "router/router.h"
 #include "transports/agent.h"
+#include "tools/bench_clock.h"
 #include "transports/options.h"
 
 namespace {
@@ -32,10 +31,6 @@ SPINDLE_REGISTER(echo);
 
 uint64_t length(std::string_view s) { return s.size(); }
 SPINDLE_REGISTER(length);
-
-double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 int env_int(const char* name, int dflt) {
   const char* v = getenv(name);
@@ -89,11 +84,6 @@ bool wanted(int argc, char** argv, std::string_view name) {
 
 // Diagnostic figures, not mitogen's: measured only when named.
 bool named(int argc, char** argv, std::string_view name) { return argc >= 2 && wanted(argc, argv, name); }
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
 
 double cpu_us(const rusage& r) {
   return 1e6 * (r.ru_utime.tv_sec + r.ru_stime.tv_sec) + (r.ru_utime.tv_usec + r.ru_stime.tv_usec);

@@ -25,22 +25,16 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <atomic>
 #include <string>
 #include <thread>
 #include <vector>
 
-namespace {
+#include "tools/bench_clock.h"
 
-double now_us() {
-  timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
-}
+namespace {
 
 [[noreturn]] void die(const char* what) {
   perror(what);
@@ -76,11 +70,6 @@ void reap(pid_t pid) {
   }
 #endif
   if (waitpid(pid, nullptr, 0) != pid) die("waitpid");
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 }  // namespace
@@ -119,7 +108,7 @@ int main(int argc, char** argv) {
   for (int i = 0; i < k; ++i) {
     int down[2], up[2];
     if (pipe2(down, O_CLOEXEC) != 0 || pipe2(up, O_CLOEXEC) != 0) die("pipe2");
-    double t0 = now_us();
+    double t0 = 1e6 * now();
     pid_t pid = fork();
     if (pid < 0) die("fork");
     if (pid == 0) {
@@ -129,17 +118,17 @@ int main(int argc, char** argv) {
       std::thread([&] { serve(down[0], up[1]); }).detach();
       for (;;) pause();
     }
-    double t1 = now_us();
+    double t1 = 1e6 * now();
     close(down[0]);
     close(up[1]);
     if (take(up[0]) != 'r') die("ready");
-    double t2 = now_us();
+    double t2 = 1e6 * now();
     put(down[1], 'c');
     take(up[0]);
-    double t3 = now_us();
+    double t3 = 1e6 * now();
     put(down[1], 's');
     reap(pid);
-    double t4 = now_us();
+    double t4 = 1e6 * now();
     close(down[1]);
     close(up[0]);
     syscall_us.push_back(t1 - t0);

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "tools/bench_clock.h"
 #include "transports/ssh_config.h"
 
 namespace {
@@ -40,12 +41,6 @@ struct Echo {
 [[noreturn]] void die(const std::string& what) {
   fprintf(stderr, "spindle-ssh-floor: %s\n", what.c_str());
   exit(1);
-}
-
-double now() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 Echo open_echo(const std::string& config, const std::string& alias) {
