@@ -327,9 +327,9 @@ void Router::connect_child(uint32_t id, const std::string& name, pid_t pid, std:
   auto info = std::make_unique<StreamInfo>();
   info->peer_id = id;
   info->is_parent = false;
-  info->stream = std::make_unique<Stream>(std::move(rx), std::move(tx),
-                                          absl::StrCat("context '", name, "' (id ", id, ")"), this,
-                                          options_.max_message_size);
+  // Unforked: written after every fork that follows this one.
+  info->stream = Stream::make_unforked(std::move(rx), std::move(tx), absl::StrCat("context '", name, "' (id ", id, ")"),
+                                       this, options_.max_message_size);
   StreamInfo* raw = info.get();
   add_stream(std::move(info));
   {

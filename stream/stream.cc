@@ -41,16 +41,52 @@ void page_range(const std::string& body, size_t* begin, size_t* end) {
 }
 }  // namespace
 
-Stream::Stream(std::unique_ptr<Side> rx, std::unique_ptr<Side> tx, std::string name,
+Stream::Stream(Memory memory, std::unique_ptr<Side> rx, std::unique_ptr<Side> tx, std::string name,
                Protocol* protocol, size_t max_frame, size_t max_pending)
-    : rx_(std::move(rx)),
+    : memory_(memory),
+      rx_(std::move(rx)),
       tx_(std::move(tx)),
       name_(std::move(name)),
       protocol_(protocol),
       max_frame_(max_frame),
       max_pending_(max_pending),
-      rbuf_(new char[kReadBufferMin]),
+      rbuf_(new_read_buffer(kReadBufferMin)),
       rcap_(kReadBufferMin) {
+}
+
+std::unique_ptr<Stream> Stream::make_unforked(std::unique_ptr<Side> rx, std::unique_ptr<Side> tx, std::string name,
+                                              Protocol* protocol, size_t max_frame) {
+  void* place = allocate_unforked(sizeof(Stream));
+  try {
+    return std::unique_ptr<Stream>(new (place) Stream(Memory::kUnforked, std::move(rx), std::move(tx), std::move(name),
+                                                      protocol, max_frame, kDefaultMaxPending));
+  } catch (...) {
+    free_unforked(place, sizeof(Stream));
+    throw;
+  }
+}
+
+void Stream::operator delete(Stream* stream, std::destroying_delete_t) {
+  const Memory memory = stream->memory_;
+  stream->~Stream();
+  if (memory == Memory::kUnforked) {
+    free_unforked(stream, sizeof(Stream));
+  } else {
+    ::operator delete(stream);
+  }
+}
+
+void Stream::BufferDelete::operator()(char* buffer) const {
+  if (memory == Memory::kUnforked) {
+    free_unforked(buffer, size);
+  } else {
+    delete[] buffer;
+  }
+}
+
+std::unique_ptr<char[], Stream::BufferDelete> Stream::new_read_buffer(size_t size) const {
+  char* buffer = memory_ == Memory::kUnforked ? static_cast<char*>(allocate_unforked(size)) : new char[size];
+  return std::unique_ptr<char[], BufferDelete>(buffer, BufferDelete{size, memory_});
 }
 
 Stream::~Stream() {
@@ -139,7 +175,7 @@ void Stream::compact_read_buffer() {
 
 void Stream::grow_read_buffer() {
   size_t cap = rcap_ * 2;
-  std::unique_ptr<char[]> bigger(new char[cap]);
+  auto bigger = new_read_buffer(cap);
   std::memcpy(bigger.get(), rbuf_.get() + rstart_, rend_ - rstart_);
   rend_ -= rstart_;
   rstart_ = 0;

@@ -24,6 +24,14 @@
 // disconnects first unmaps those pages from the body (the pipe keeps them)
 // before the body is reused.
 //
+// Memory: make_unforked() puts a Stream and its read buffer where
+// children forked later do not inherit them (stream/unforked.h). That is
+// for a stream to a child: its pages are written on every send and read,
+// after forks that would otherwise have shared them, and a child never
+// uses its parent's streams. Other streams (a child's own stream to its
+// parent, made once at its start) stay on the heap, which costs no
+// mapping of its own.
+//
 // Errors: a wrong magic number, an EOF or an I/O error disconnects the
 // stream; the Protocol hears why exactly once. A frame longer than the
 // maximum is not buffered: its body is read and discarded, and the Protocol
@@ -33,6 +41,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <new>
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -42,11 +51,14 @@
 #include "latch/adaptive_mutex.h"
 #include "stream/frame.h"
 #include "stream/side.h"
+#include "stream/unforked.h"
 
 namespace spindle {
 
 class Stream {
  public:
+  static constexpr size_t kDefaultMaxPending = size_t{1} << 30;
+
   class Protocol {
    public:
     virtual ~Protocol() = default;
@@ -62,10 +74,16 @@ class Stream {
   // `max_frame` bounds a body's length; `max_pending` bounds the transmit
   // queue in bytes.
   Stream(std::unique_ptr<Side> rx, std::unique_ptr<Side> tx, std::string name, Protocol* protocol,
-         size_t max_frame, size_t max_pending = size_t{1} << 30);
+         size_t max_frame, size_t max_pending = kDefaultMaxPending)
+      : Stream(Memory::kHeap, std::move(rx), std::move(tx), std::move(name), protocol, max_frame, max_pending) {}
+  // The same, in memory that children forked later do not inherit.
+  static std::unique_ptr<Stream> make_unforked(std::unique_ptr<Side> rx, std::unique_ptr<Side> tx, std::string name,
+                                               Protocol* protocol, size_t max_frame);
   ~Stream();
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
+  // Gives the memory back to where it came from (C++20 destroying delete).
+  static void operator delete(Stream* stream, std::destroying_delete_t);
 
   const std::string& name() const { return name_; }
   int rx_fd() const { return rx_->fd(); }
@@ -104,6 +122,17 @@ class Stream {
   void disconnect(const std::string& reason);
 
  private:
+  enum class Memory { kHeap, kUnforked };
+  // Frees a read buffer of `size` bytes from where `memory` says.
+  struct BufferDelete {
+    size_t size;
+    Memory memory;
+    void operator()(char* buffer) const;
+  };
+  Stream(Memory memory, std::unique_ptr<Side> rx, std::unique_ptr<Side> tx, std::string name, Protocol* protocol,
+         size_t max_frame, size_t max_pending);
+  std::unique_ptr<char[], BufferDelete> new_read_buffer(size_t size) const;
+
   struct Pending {
     char header[kFrameHeaderSize];
     std::string body;
@@ -132,6 +161,7 @@ class Stream {
   // Doubles the read buffer, keeping the bytes not yet parsed.
   void grow_read_buffer();
 
+  const Memory memory_;
   std::unique_ptr<Side> rx_;
   std::unique_ptr<Side> tx_;
   std::string name_;
@@ -142,7 +172,7 @@ class Stream {
 
   // Not zero-filled: what a stream never reads into, it never touches
   // (which matters most right after fork()). Grows with the traffic.
-  std::unique_ptr<char[]> rbuf_;
+  std::unique_ptr<char[], BufferDelete> rbuf_;
   size_t rcap_;
   size_t rstart_ = 0;
   size_t rend_ = 0;
