@@ -1,12 +1,13 @@
 #include "stream/buffer.h"
 
-#include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstdint>
 #include <mutex>
 #include <vector>
+
+#include "stream/per_process.h"
 
 namespace spindle {
 namespace {
@@ -18,23 +19,8 @@ struct Spares {
   std::string largest;            // kSpareBudget or more, or empty
 };
 
-// Leaked on purpose: usable during exit, and a forked child abandons its
-// copy (see below).
-Spares* g_spares = nullptr;
-
-// A child of fork() starts with no spares: it did not inherit their pages,
-// and it must not touch its copy of the pool (another thread may have held
-// the lock when the parent forked).
-void forget_spares_in_child() { g_spares = new Spares(); }
-
-Spares& spares() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    g_spares = new Spares();
-    pthread_atfork(nullptr, nullptr, forget_spares_in_child);
-  });
-  return *g_spares;
-}
+// A child of fork() starts with no spares: it did not inherit their pages.
+Spares& spares() { return per_process<Spares>(); }
 
 // Spares stay out of forked children: fork() copies the page table entries
 // of every private page its caller has mapped, and one 64 MiB spare made

@@ -1,6 +1,5 @@
 #include "stream/unforked.h"
 
-#include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -13,6 +12,8 @@
 #ifdef __SANITIZE_ADDRESS__
 #include <sanitizer/lsan_interface.h>
 #endif
+
+#include "stream/per_process.h"
 
 namespace spindle {
 
@@ -34,22 +35,8 @@ struct Pool {
   size_t kept_bytes = 0;
 };
 
-// Leaked on purpose, like the spares of buffer.cc: usable during exit, and
-// a forked child abandons its copy.
-Pool* g_pool = nullptr;
-
-// The child has none of the blocks its copy of the pool lists, and must
-// not take its copy of the lock (another thread may have held it).
-void forget_pool_in_child() { g_pool = new Pool(); }
-
-Pool& pool() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    g_pool = new Pool();
-    pthread_atfork(nullptr, nullptr, forget_pool_in_child);
-  });
-  return *g_pool;
-}
+// A child of fork() starts with an empty pool: it has none of the blocks.
+Pool& pool() { return per_process<Pool>(); }
 
 size_t whole_pages(size_t bytes) {
   static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
