@@ -125,16 +125,21 @@ void Stream::on_readable() {
     std::lock_guard<AdaptiveMutex> lock(tx_mu_);
     release_spliced_locked();
   }
+  // A read shorter than asked for emptied the descriptor. The pollers are
+  // level-triggered and report it again when more arrives, so the read
+  // after it, which would only say EAGAIN, is not made.
   size_t budget = kReadBudget;
   while (!disconnected_ && budget > 0) {
     IoResult r;
     if (state_ == ReadState::kBody && rstart_ == rend_ &&
         current_.body.size() - body_filled_ >= kDirectRead) {
-      r = rx_->read(current_.body.data() + body_filled_, current_.body.size() - body_filled_);
+      const size_t want = current_.body.size() - body_filled_;
+      r = rx_->read(current_.body.data() + body_filled_, want);
       if (r.kind == IoResult::kDone) {
         body_filled_ += r.bytes;
         budget -= std::min(budget, r.bytes);
         if (body_filled_ == current_.body.size()) finish_body();
+        if (r.bytes < want) return;
         continue;
       }
     } else {
@@ -146,7 +151,7 @@ void Stream::on_readable() {
         rend_ += r.bytes;
         if (r.bytes == want && rcap_ < kReadBufferMax) grow_read_buffer();
         budget -= std::min(budget, r.bytes);
-        if (!parse_buffered()) return;
+        if (!parse_buffered() || r.bytes < want) return;
         continue;
       }
     }
