@@ -89,13 +89,15 @@ class SpinPolicy {
  public:
   // Spins for at most spin_budget() until `ready()` is true (or not at all
   // after a long wait), yielding the CPU after every `checks_per_yield`
-  // checks. Returns ready(). Sets *started for finished().
+  // checks. Returns ready(), or false without asking when it may not spin
+  // (the caller's sleep finds out). Sets *started for finished().
   template <typename F>
   bool spin(F&& ready, int64_t* started, int checks_per_yield) {
     *started = monotonic_ns();
-    if (ready()) return true;
     const int64_t budget_ns = absl::ToInt64Nanoseconds(spin_budget());
+    // For a broker a look is a system call, which its sleep makes anyway.
     if (budget_ns == 0 || !enabled_) return false;
+    if (ready()) return true;
     const int64_t end = *started + budget_ns;
     for (;;) {
       for (int i = 0; i < checks_per_yield; ++i) {

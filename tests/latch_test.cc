@@ -305,6 +305,26 @@ TEST(LatchTest, SleepersOnDifferentLatchesShareNothing) {
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(30));
 }
 
+// After a long wait the next one sleeps at once, and does not look first:
+// the sleep looks anyway, and for a broker a look is a system call.
+TEST(SpinPolicyTest, AWaitThatWillNotSpinDoesNotLook) {
+  if (latch_internal::spin_budget() == absl::ZeroDuration()) GTEST_SKIP() << "spinning is off (SPINDLE_SPIN_US=0)";
+  latch_internal::SpinPolicy policy;
+  int looks = 0;
+  auto never = [&] {
+    ++looks;
+    return false;
+  };
+  int64_t started;
+  policy.finished(latch_internal::monotonic_ns() - absl::ToInt64Nanoseconds(absl::Seconds(1)));  // a long wait
+  EXPECT_FALSE(policy.spin(never, &started, 1));
+  EXPECT_EQ(looks, 0);
+  // A short wait turns spinning, and looking, back on.
+  policy.finished(latch_internal::monotonic_ns());
+  EXPECT_FALSE(policy.spin(never, &started, 1));
+  EXPECT_GT(looks, 1);
+}
+
 TEST(AdaptiveMutexTest, ExcludesAndTryLockFailsWhileHeld) {
   AdaptiveMutex mu;
   int64_t counter = 0;
